@@ -1,0 +1,257 @@
+"""The papers' networks, all taking pixels in [0, 1] and returning logits.
+
+- ``cnn``: the custom network of table 1 in 000 (and table 1 of 002), layer for
+  layer; the flatten is 6x6x128 = 4608 wide for 28x28 input.
+- ``wrn``: Wide ResNet WRN-d-k (Zagoruyko & Komodakis 2016; 000 uses WRN-28-8).
+- ``resnet``: the CIFAR ResNet-(6n+2) of He et al.; 003 uses ResNet-32 with
+  leaky ReLU 0.1 and pixels in [-0.5, 0.5] (003 table 1).
+- ``mlp``: a small fully connected net, a third architecture family for chapter 04.
+
+Every model has ``forward(x) -> logits``, ``features(x) -> last hidden layer`` and
+``forward_with_features(x) -> (hidden, logits)``: the detectors need both. Any
+input normalisation happens inside the model, so attacks work in [0, 1].
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .runtime import batched, get_device
+from .validate import SoftlibError, check_choice, check_int
+
+ARCHS = ("cnn", "wrn", "resnet", "mlp")
+#: Bump when a change here changes what a given seed trains into.
+CODE_VERSION = "models-1"
+
+
+class SoftlibModel(nn.Module):
+    """Base class: subclasses implement :meth:`forward_with_features`."""
+
+    num_classes: int
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(x)[1]
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer (the input of the final dense layer)."""
+        return self.forward_with_features(x)[0]
+
+
+def _glorot(module: nn.Module) -> None:
+    """Keras' defaults (000 and 002 trained in Keras): Glorot-uniform weights, zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class CustomCNN(SoftlibModel):
+    """Table 1 of 000 (= table 1 of 002). Keras BatchNorm: momentum 0.99, eps 1e-3."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3), nn.ReLU(),  # 26x26x32
+            nn.Conv2d(32, 32, 3), nn.ReLU(),  # 24x24x32
+            nn.MaxPool2d(2), nn.Dropout(0.20),  # 12x12x32
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),  # 12x12x64
+            nn.MaxPool2d(2), nn.Dropout(0.25),  # 6x6x64
+            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.Dropout(0.25),  # 6x6x128
+            nn.Flatten(),  # 4608 for 28x28 input
+        )
+        side = (image_size - 4) // 2 // 2
+        self.flatten_dim = 128 * side * side
+        self.hidden = nn.Sequential(
+            nn.Linear(self.flatten_dim, 128), nn.ReLU(),
+            nn.BatchNorm1d(128, momentum=0.01, eps=1e-3),
+        )
+        self.drop = nn.Dropout(0.25)
+        self.head = nn.Linear(128, num_classes)
+        _glorot(self)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.hidden(self.body(x))
+        return h, self.head(self.drop(h))
+
+
+class _Normalize(nn.Module):
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class _WideBlock(nn.Module):
+    """Pre-activation wide basic block (BN-ReLU-conv x2)."""
+
+    def __init__(self, cin: int, cout: int, stride: int, dropout: float) -> None:
+        super().__init__()
+        self.bn1, self.conv1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn2, self.conv2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.dropout = dropout
+        self.short = None if cin == cout and stride == 1 else nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = F.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = F.relu(self.bn2(y))
+        if self.dropout:
+            y = F.dropout(y, self.dropout, self.training)
+        y = self.conv2(y)
+        return y + (x if self.short is None else self.short(o))
+
+
+class WideResNet(SoftlibModel):
+    """WRN-depth-width (Zagoruyko & Komodakis 2016); 000 section 4.3 uses WRN-28-8."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, *,
+                 depth: int = 28, width: int = 8, dropout: float = 0.0,
+                 mean: float = 0.5, std: float = 0.5) -> None:
+        super().__init__()
+        if (depth - 4) % 6:
+            raise SoftlibError(f"WRN depth must be 6n+4 (10, 16, 22, 28, ...), got {depth}")
+        n = (depth - 4) // 6
+        self.num_classes = num_classes
+        widths = [16, 16 * width, 32 * width, 64 * width]
+        self.norm = _Normalize(mean, std)
+        self.stem = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        layers: list[nn.Module] = []
+        cin = widths[0]
+        for stage, stride in zip(widths[1:], (1, 2, 2)):
+            for i in range(n):
+                layers.append(_WideBlock(cin, stage, stride if i == 0 else 1, dropout))
+                cin = stage
+        self.blocks = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(cin)
+        self.head = nn.Linear(cin, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = F.relu(self.bn(self.blocks(self.stem(self.norm(x)))))
+        h = F.adaptive_avg_pool2d(y, 1).flatten(1)
+        return h, self.head(h)
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, slope: float) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.slope = slope
+        self.short = (nn.Identity() if cin == cout and stride == 1 else
+                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.leaky_relu(self.bn1(self.conv1(x)), self.slope)
+        y = self.bn2(self.conv2(y))
+        return F.leaky_relu(y + self.short(x), self.slope)
+
+
+class CifarResNet(SoftlibModel):
+    """ResNet-(6n+2) for 32x32 (or 28x28) inputs; 003 table 1: ResNet-32, leaky ReLU 0.1,
+    pixels shifted to [-0.5, 0.5] inside the model. Projection (1x1 conv) shortcuts."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, *,
+                 depth: int = 32, leaky: float = 0.1) -> None:
+        super().__init__()
+        if (depth - 2) % 6:
+            raise SoftlibError(f"ResNet depth must be 6n+2 (8, 14, 20, 32, ...), got {depth}")
+        n = (depth - 2) // 6
+        self.num_classes = num_classes
+        self.slope = leaky
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16))
+        layers: list[nn.Module] = []
+        cin = 16
+        for stage, stride in zip((16, 32, 64), (1, 2, 2)):
+            for i in range(n):
+                layers.append(_BasicBlock(cin, stage, stride if i == 0 else 1, leaky))
+                cin = stage
+        self.blocks = nn.Sequential(*layers)
+        self.head = nn.Linear(64, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="leaky_relu", a=leaky)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = F.leaky_relu(self.stem(x - 0.5), self.slope)  # 003 table 1: pixels in [-0.5, 0.5]
+        h = F.adaptive_avg_pool2d(self.blocks(y), 1).flatten(1)
+        return h, self.head(h)
+
+
+class MLP(SoftlibModel):
+    """784-512-256-C ReLU network: a family unlike the convolutional ones (chapter 04)."""
+
+    def __init__(self, num_classes: int = 10, in_channels: int = 1, image_size: int = 28, *,
+                 hidden: tuple[int, ...] = (512, 256)) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        dims = [in_channels * image_size * image_size, *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(dims[:-1], dims[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(dims[-1], num_classes)
+        _glorot(self)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return h, self.head(h)
+
+
+_BUILDERS = {"cnn": CustomCNN, "wrn": WideResNet, "resnet": CifarResNet, "mlp": MLP}
+_OPTIONS = {"cnn": set(), "wrn": {"depth", "width", "dropout", "mean", "std"},
+            "resnet": {"depth", "leaky"}, "mlp": {"hidden"}}
+
+
+def build_model(arch: str, *, num_classes: int = 10, in_channels: int = 1, image_size: int = 28,
+                **opts: object) -> SoftlibModel:
+    """A fresh (untrained) model. ``opts`` are the architecture's options (e.g. ``depth``)."""
+    check_choice("architecture", arch, ARCHS)
+    check_int("num_classes", num_classes, low=2)
+    check_int("in_channels", in_channels, low=1)
+    check_int("image_size", image_size, low=8 if arch != "cnn" else 12)
+    unknown = set(opts) - _OPTIONS[arch]
+    if unknown:
+        raise SoftlibError(f"unknown option(s) {sorted(unknown)} for {arch!r}; allowed: {sorted(_OPTIONS[arch]) or 'none'}")
+    return _BUILDERS[arch](num_classes, in_channels, image_size, **opts)  # type: ignore[arg-type]
+
+
+def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512,
+            device: torch.device | str | None = None) -> dict[str, np.ndarray]:
+    """Logits and last hidden layer of ``x`` as float32 numpy, batched, in inference mode."""
+    from .validate import check_images
+
+    check_images("x", x)
+    check_int("batch_size", batch_size, low=1)
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    hidden, logits = [], []
+    with torch.inference_mode():
+        for sl in batched(len(x), batch_size):
+            h, z = model.forward_with_features(x[sl].to(dev, non_blocking=True))
+            hidden.append(h.float().cpu())
+            logits.append(z.float().cpu())
+    model.train(was_training)
+    if not logits:
+        return {"logits": np.zeros((0, getattr(model, "num_classes", 0)), np.float32),
+                "hidden": np.zeros((0, 0), np.float32)}
+    return {"logits": torch.cat(logits).numpy(), "hidden": torch.cat(hidden).numpy()}
+
+
+def default_device() -> torch.device:
+    """Alias of :func:`softlib.runtime.get_device` for notebooks."""
+    return get_device()

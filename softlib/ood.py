@@ -1,0 +1,185 @@
+"""Out-of-distribution images and the occlusion patch of the "errors" set.
+
+000 section 3.1 and 002 section 2.2 use "random normal and uniform noise images" and
+images of CIFAR-10 and Fashion-MNIST as OOD data for an MNIST model. The papers do
+not give the noise distributions; we use the definitions of ODIN (Liang et al.,
+cited in 000 section 2.2), the usual ones for these sets:
+
+- ``gaussian``: every pixel (every channel) i.i.d. :math:`\\mathcal N(0.5, 1)`, then
+  clipped to [0, 1] (so about 31% of the pixels are exactly 0 and 31% exactly 1).
+- ``uniform``: every pixel (every channel) i.i.d. :math:`\\mathcal U[0, 1]`.
+
+Image data sets are converted to the in-distribution format: colour -> grey with
+the ITU-R BT.601 luma weights (0.299, 0.587, 0.114), grey -> colour by repeating
+the channel, size changed by bilinear interpolation with antialiasing
+(CIFAR-10 32x32 -> 28x28 for MNIST models; MNIST / Fashion 28x28 -> 32x32x3 for
+CIFAR-10 models).
+
+``natural`` is a *stand-in* for CIFAR-10 when CIFAR-10 is not on disk: random square
+crops (side 48-200 px) of the two photos scikit-learn ships
+(``sklearn.datasets.load_sample_images``: china.jpg, flower.jpg, 427x640), downscaled to
+the in-distribution size (grey for MNIST). Natural-image statistics, but only two
+scenes: it is labelled as a stand-in wherever it is used.
+
+:func:`add_black_patch` puts one k x k black (0) square per image at a uniformly
+random position fully inside the image (002 section 2.2: 7x7, after DeVries & Taylor 2018).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .runtime import generator
+from .validate import MissingDataError, SoftlibError, check_choice, check_int
+
+#: Bump when any generated image for the same arguments changes.
+CODE_VERSION = "ood-1"
+
+NOISE = ("gaussian", "uniform")
+IMAGE_SETS = ("mnist", "fashion_mnist", "cifar10")
+#: Gaussian noise parameters (ODIN's definition), before clipping to [0, 1].
+GAUSSIAN_MEAN, GAUSSIAN_STD = 0.5, 1.0
+#: Crop side range (pixels of the 427x640 photos) for the natural stand-in.
+NATURAL_CROP = (48, 200)
+#: ITU-R BT.601 luma weights (colour -> grey).
+LUMA = (0.299, 0.587, 0.114)
+
+#: Image format (channels, size) of each in-distribution data set.
+FORMAT = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32)}
+
+
+def image_format(dataset: str) -> tuple[int, int]:
+    """``(channels, size)`` of the images of ``dataset``."""
+    check_choice("data set", dataset, FORMAT)
+    return FORMAT[dataset]
+
+
+def gaussian_noise(n: int, channels: int, size: int, *, seed: int) -> torch.Tensor:
+    """``n`` images with i.i.d. N(0.5, 1) pixels clipped to [0, 1] (float32, N x C x H x W)."""
+    n = check_int("n", n, low=0)
+    g = generator(seed)
+    x = torch.randn((n, channels, size, size), generator=g) * GAUSSIAN_STD + GAUSSIAN_MEAN
+    return x.clamp_(0.0, 1.0)
+
+
+def uniform_noise(n: int, channels: int, size: int, *, seed: int) -> torch.Tensor:
+    """``n`` images with i.i.d. U[0, 1] pixels (float32, N x C x H x W)."""
+    n = check_int("n", n, low=0)
+    return torch.rand((n, channels, size, size), generator=generator(seed))
+
+
+def convert_images(x: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """Convert (N, C, H, W) images in [0, 1] to ``channels`` (1 or 3) and ``size`` x ``size``."""
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise SoftlibError(f"images must have shape (N, 1|3, H, W), got {tuple(x.shape)}")
+    check_choice("channels", str(channels), ("1", "3"))
+    if x.shape[1] == 3 and channels == 1:
+        w = torch.tensor(LUMA, dtype=x.dtype).view(1, 3, 1, 1)
+        x = (x * w).sum(dim=1, keepdim=True)
+    elif x.shape[1] == 1 and channels == 3:
+        x = x.repeat(1, 3, 1, 1)
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x.clamp(0.0, 1.0).contiguous()
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_photos() -> tuple[np.ndarray, ...]:
+    try:
+        from sklearn.datasets import load_sample_images
+
+        return tuple(np.array(im, copy=True) for im in load_sample_images().images)
+    except ImportError as exc:  # pillow missing
+        raise MissingDataError(
+            f"the 'natural' stand-in needs scikit-learn's sample photos, which need pillow: {exc}. "
+            "Install pillow (pip install pillow)."
+        ) from exc
+
+
+def natural_available() -> bool:
+    """True if scikit-learn's sample photos load (needs pillow)."""
+    try:
+        _sample_photos()
+        return True
+    except MissingDataError:
+        return False
+
+
+def natural_crops(n: int, channels: int, size: int, *, seed: int) -> torch.Tensor:
+    """``n`` random square crops of scikit-learn's two sample photos, as ``channels`` x ``size`` x ``size``.
+
+    Photo, crop side (uniform in :data:`NATURAL_CROP`) and position are drawn from a
+    generator seeded with ``seed``; each crop is downscaled with antialiasing.
+    """
+    n = check_int("n", n, low=0)
+    photos = [torch.from_numpy(p).permute(2, 0, 1).float().div(255.0) for p in _sample_photos()]
+    g = generator(seed)
+    which = torch.randint(len(photos), (n,), generator=g)
+    sides = torch.randint(NATURAL_CROP[0], NATURAL_CROP[1] + 1, (n,), generator=g)
+    u = torch.rand((n, 2), generator=g)
+    out = torch.empty((n, channels, size, size))
+    for i in range(n):  # n crops of different sizes; cheap (a few ms per 100)
+        p = photos[int(which[i])]
+        s = int(sides[i])
+        top = int(u[i, 0] * (p.shape[1] - s + 1))
+        left = int(u[i, 1] * (p.shape[2] - s + 1))
+        crop = p[:, top:top + s, left:left + s].unsqueeze(0)
+        out[i] = convert_images(crop, channels, size)[0]
+    return out
+
+
+def add_black_patch(x: torch.Tensor, *, size: int = 7, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Copy of ``x`` with one ``size`` x ``size`` black square per image, and the (row, col) of each.
+
+    Positions are uniform over the places where the square fits entirely (002
+    section 2.2 / DeVries & Taylor 2018: 7x7 black patches); every channel is set to 0.
+    """
+    size = check_int("patch size", size, low=1)
+    if x.ndim != 4 or x.shape[-1] < size or x.shape[-2] < size:
+        raise SoftlibError(f"images must be (N, C, H, W) with H, W >= {size}, got {tuple(x.shape)}")
+    n, _, h, w = x.shape
+    g = generator(seed)
+    rows = torch.randint(h - size + 1, (n,), generator=g)
+    cols = torch.randint(w - size + 1, (n,), generator=g)
+    r = torch.arange(h).view(1, h, 1)
+    c = torch.arange(w).view(1, 1, w)
+    mask = ((r >= rows.view(n, 1, 1)) & (r < rows.view(n, 1, 1) + size)
+            & (c >= cols.view(n, 1, 1)) & (c < cols.view(n, 1, 1) + size))
+    out = x.masked_fill(mask.unsqueeze(1), 0.0)
+    return out, torch.stack([rows, cols], dim=1)
+
+
+def ood_images(name: str, n: int, *, dataset: str, part: str, seed: int) -> tuple[torch.Tensor, dict]:
+    """``n`` OOD images ``name`` in the format of ``dataset``, with facts for the set's meta.
+
+    ``name``: ``"gaussian"``, ``"uniform"``, ``"natural"``, or an image data set other
+    than ``dataset`` (``"mnist"``, ``"fashion_mnist"``, ``"cifar10"``), drawn without
+    replacement from its training split (``part="train"``) or test split (``"test"``).
+    """
+    check_choice("data set", dataset, FORMAT)
+    check_choice("part", part, ("train", "test"))
+    allowed = (*NOISE, "natural", *(d for d in IMAGE_SETS if d != dataset))
+    check_choice(f"OOD set for {dataset}", name, allowed)
+    n = check_int("n", n, low=0)
+    channels, size = FORMAT[dataset]
+    if name == "gaussian":
+        return gaussian_noise(n, channels, size, seed=seed), {
+            "note": f"i.i.d. N({GAUSSIAN_MEAN}, {GAUSSIAN_STD}^2) pixels clipped to [0, 1] (ODIN's definition)",
+            "stand_in": False}
+    if name == "uniform":
+        return uniform_noise(n, channels, size, seed=seed), {"note": "i.i.d. U[0, 1] pixels", "stand_in": False}
+    if name == "natural":
+        return natural_crops(n, channels, size, seed=seed), {
+            "note": "STAND-IN for CIFAR-10: random crops of scikit-learn's 2 sample photos", "stand_in": True}
+    from .data import load_split
+
+    x, _ = load_split(name, train=(part == "train"))
+    if n > len(x):
+        raise SoftlibError(f"asked for {n} {name} images but its {part} split has {len(x)}")
+    idx = torch.randperm(len(x), generator=generator(seed))[:n]
+    note = f"{name} {part} images converted to {channels}x{size}x{size}"
+    return convert_images(x[idx], channels, size), {"note": note, "stand_in": False, "source_index": idx.numpy()}

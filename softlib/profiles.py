@@ -1,0 +1,173 @@
+"""The three run profiles, in one place.
+
+- ``smoke``: seconds; tests only. Tiny subsets, one epoch, narrow nets.
+- ``quick``: a 2-core CPU laptop builds the whole book in minutes. Shortcuts are
+  named here (subsets, fewer epochs, narrower nets) and each chapter says which
+  it uses and why.
+- ``paper``: the papers' settings (000 section 3.1 / 4.3, 002 section 3.2,
+  003 table 1, 004 appendix B); meant for a GPU.
+
+Every notebook has a ``profile`` parameter and calls :func:`get_profile`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from .validate import SoftlibError, check_choice
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and budgets of one run profile (see the module docstring)."""
+
+    name: str
+    description: str
+    # --- training (000 section 3.1: RMSprop, batch 64, 30 epochs, augmentation)
+    train_size: int | None  # images of the training split used; None = all
+    cnn_epochs: int
+    wrn_depth: int  # 000 section 4.3: WRN-28-8
+    wrn_width: int
+    wrn_epochs: int
+    mlp_epochs: int
+    resnet_depth: int  # 003 section 4.1: ResNet-32
+    resnet_epochs: int  # 003 table 1: 200 on CIFAR-10
+    resnet_grid_epochs: int  # 003 section 4.4, MNIST grid (epochs not given in 003)
+    # --- evaluation sets (000 section 4.3: 1000 per set for figures, 2000 test, 5000 fit)
+    n_figure: int
+    n_test: int
+    n_fit: int
+    n_train_other: int  # 000: 1000 of each other set to train the NN detector
+    n_train_other_introspection: int  # 002 section 3.2: 700 of each other set
+    detector_epochs: int  # 000 section 4.1 and 002 section 3.1: 60
+    attack_steps: int  # iterations of BIM / PGD / MaxConfidence
+    deepfool_steps: int
+    # --- chapter 04 (004 appendix B: 2500 images, 500 iterations)
+    transfer_images: int
+    transfer_iters: int
+    # --- chapter 05 (003 section 4.4: 6 x 6 grid)
+    grid: tuple[float, ...] = field(default=(0.0, 0.1, 0.2, 0.4, 0.8, 1.0))
+    eps_curve: tuple[float, ...] = field(default=(0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3))
+    eval_batch: int = 512
+    test_eval_size: int | None = None  # test images for a model's accuracy; None = all 10,000
+    grid_train_size: int | None = None  # training images of each chapter-05 grid model; None = train_size
+    shortcuts: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-dict view (for cache keys and the JSON sidecars)."""
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="seconds; for the test suite only: numbers are meaningless",
+        train_size=512,
+        cnn_epochs=1,
+        wrn_depth=10,
+        wrn_width=1,
+        wrn_epochs=1,
+        mlp_epochs=1,
+        resnet_depth=8,
+        resnet_epochs=1,
+        resnet_grid_epochs=1,
+        n_figure=48,
+        n_test=48,
+        n_fit=128,
+        n_train_other=32,
+        n_train_other_introspection=24,
+        detector_epochs=2,
+        attack_steps=3,
+        deepfool_steps=5,
+        transfer_images=6,
+        transfer_iters=8,
+        grid=(0.0, 1.0),
+        eps_curve=(0.0, 0.3),
+        eval_batch=256,
+        test_eval_size=1000,
+        grid_train_size=256,
+        shortcuts="512 training images, 1 epoch, WRN-10-1, ResNet-8, 2x2 grid",
+    ),
+    "quick": Profile(
+        name="quick",
+        description="a 2-core CPU laptop builds the whole book in minutes",
+        train_size=12_000,
+        cnn_epochs=3,
+        wrn_depth=10,
+        wrn_width=1,
+        wrn_epochs=1,
+        mlp_epochs=3,
+        resnet_depth=8,
+        resnet_epochs=2,
+        resnet_grid_epochs=1,
+        n_figure=500,
+        n_test=500,
+        n_fit=2000,
+        n_train_other=300,
+        n_train_other_introspection=210,
+        detector_epochs=30,
+        attack_steps=10,
+        deepfool_steps=30,
+        transfer_images=100,
+        transfer_iters=100,
+        grid=(0.0, 0.4, 1.0),
+        eps_curve=(0.0, 0.1, 0.2, 0.3),
+        eval_batch=512,
+        grid_train_size=4000,
+        shortcuts=(
+            "12,000 of the 60,000 MNIST training images, 3 CNN epochs instead of 30; "
+            "WRN-10-1 for 1 epoch instead of WRN-28-8; ResNet-8 instead of ResNet-32 "
+            "(grid models: 4,000 images, 1 epoch); "
+            "500 images per evaluation set instead of 1000/2000, 2000 to fit detectors "
+            "instead of 5000; a 3x3 instead of 6x6 regularisation grid; "
+            "100 images x 100 iterations for transferability instead of 2500 x 500"
+        ),
+    ),
+    "paper": Profile(
+        name="paper",
+        description="the papers' settings; meant for a GPU",
+        train_size=None,
+        cnn_epochs=30,
+        wrn_depth=28,
+        wrn_width=8,
+        wrn_epochs=10,
+        mlp_epochs=30,
+        resnet_depth=32,
+        resnet_epochs=200,
+        resnet_grid_epochs=10,
+        n_figure=1000,
+        n_test=2000,
+        n_fit=5000,
+        n_train_other=1000,
+        n_train_other_introspection=700,
+        detector_epochs=60,
+        attack_steps=40,
+        deepfool_steps=50,
+        transfer_images=2500,
+        transfer_iters=500,
+        eval_batch=1024,
+        shortcuts=(
+            "none from the papers, except: WRN-28-8 trained 10 epochs on MNIST and the "
+            "ResNet-32 grid models 10 epochs (the papers do not give these numbers)"
+        ),
+    ),
+}
+
+
+def get_profile(name: str, **overrides: Any) -> Profile:
+    """Return the named profile, optionally with some fields replaced.
+
+    >>> get_profile("quick").cnn_epochs
+    3
+    """
+    check_choice("profile", name, PROFILES)
+    prof = PROFILES[name]
+    if overrides:
+        unknown = sorted(set(overrides) - set(prof.as_dict()))
+        if unknown:
+            raise SoftlibError(
+                f"unknown profile field(s) {unknown}; allowed: {sorted(prof.as_dict())}"
+            )
+        prof = replace(prof, **overrides)
+    return prof
