@@ -88,7 +88,8 @@ n = {steps} iterations of size eps/{steps} (003 section 4.3: n = 10, step eps/10
 start). Detection table at eps = {eps_table:.4g} (**003 does not give the eps of table 3**: we use
 {'0.3, the usual MNIST budget' if dataset != 'cifar10' else '8/255, the usual CIFAR-10 budget'}).
 Grid: {len(grid_values)} x {len(grid_values)} values {list(grid_values)} (003 section 4.4: 6 x 6,
-{list(p003.GRID)}), ResNet-{prof.resnet_depth} on MNIST, {prof.resnet_grid_epochs} epoch(s) each.
+{list(p003.GRID)}), ResNet-{prof.resnet_depth} on MNIST, {prof.resnet_grid_epochs} epoch(s) each,
+PGD at eps = {grid_eps:.4g}.
 Profile shortcuts: {prof.shortcuts}.
 """))
 

@@ -15,10 +15,11 @@ name           implementation and default settings
                (Madry et al.); default step ``eps / 10`` and 10 steps (003 section 4.3:
                n = 10, D_step = eps/10).
 ``deepfool``   :class:`BatchedDeepFool`: the L2 DeepFool of Moosavi-Dezfooli et al.
-               (overshoot 0.02, CleverHans's max_iter 50) for a whole batch at once,
-               with the authors' reference update (overshoot on the accumulated
-               perturbation; ``variant="torchattacks"`` reproduces
-               ``torchattacks.DeepFool``'s per-step update exactly). Its result is
+               (overshoot 0.02, CleverHans's max_iter 50) for a whole batch at once:
+               torchattacks' update with the step restricted to pixels the [0, 1]
+               box lets move (``variant="box"``: otherwise examples end on exact
+               ties of the top-2 logits); ``variant="torchattacks"`` reproduces
+               ``torchattacks.DeepFool`` exactly. Its result is
                then *projected onto the L-inf ball of radius eps* so that the "all with
                eps = 0.3" of 000 holds; an example counts as a success only if it is
                still misclassified after the projection (our choice; CleverHans's
@@ -105,26 +106,24 @@ class BatchedDeepFool(Attack):
     An example stops once it is misclassified or after ``steps`` steps. Two
     variants of the update:
 
-    - ``"original"`` (default): the authors' reference code (LTS4/DeepFool, and
-      CleverHans's ``deep_fool_attack`` which 000 used, in spirit): the steps
-      (with the reference code's ``+1e-4`` on the distance) accumulate into
-      :math:`r_{tot}` and the point is :math:`\mathrm{clip}_{[0,1]}(x_0 + (1+\text{overshoot})\,r_{tot})`,
-      so the overshoot scales the whole perturbation and pushes it across the boundary.
-    - ``"torchattacks"``: exactly ``torchattacks.DeepFool`` (3.5.1): each step
-      :math:`x \leftarrow \mathrm{clip}_{[0,1]}(x + (1+\text{overshoot})\,r)`. Where the [0, 1] box
-      clips the step, iterates can creep toward the boundary and stop on a tie
-      (top-2 logits equal to 1e-7), so "success" is decided by rounding noise; we
-      keep it to check our batching against torchattacks.
+    - ``"box"`` (default): the same step, restricted to the pixels that can move:
+      a pixel at 0 whose gradient component points down, or at 1 pointing up, is
+      left out of :math:`w'_k` (for the choice of :math:`\hat l` and for the step).
+      Without it, the [0, 1] clip eats part of every step, the iterates creep toward
+      the boundary and stop on a tie (top-2 logits equal to ~1e-7), where
+      "misclassified" is decided by rounding noise (it flips with the batch size).
+    - ``"torchattacks"``: exactly ``torchattacks.DeepFool`` (3.5.1), whose examples
+      end on such ties; kept to check our batching against torchattacks.
 
     The Jacobian is built with one backward pass per class over the whole batch
     (torchattacks does one per class *per image*). ``eps``: if not None, the final
     result is projected onto the L-inf ball of radius ``eps`` (then clipped to [0, 1]).
     """
 
-    VARIANTS = ("original", "torchattacks")
+    VARIANTS = ("box", "torchattacks")
 
     def __init__(self, model: nn.Module, steps: int = 50, overshoot: float = DEEPFOOL_OVERSHOOT,
-                 eps: float | None = None, variant: str = "original") -> None:
+                 eps: float | None = None, variant: str = "box") -> None:
         super().__init__("BatchedDeepFool", model)
         check_choice("DeepFool variant", variant, self.VARIANTS)
         self.steps = steps
@@ -150,7 +149,6 @@ class BatchedDeepFool(Attack):
         labels = labels.clone().detach().to(self.device)
         flat0 = images.reshape(len(images), -1)
         adv = flat0.clone()
-        r_tot = torch.zeros_like(flat0)
         shape = images.shape[1:]
         active = torch.ones(len(images), dtype=torch.bool, device=images.device)
         for _ in range(self.steps):
@@ -167,19 +165,16 @@ class BatchedDeepFool(Attack):
             rows = torch.arange(len(idx), device=images.device)
             f_prime = logits - logits[rows, y][:, None]  # (M, C)
             w_prime = jac - jac[rows, y][:, None, :]  # (M, C, D)
+            if self.variant == "box":  # drop pixels the [0, 1] box stops from moving along +w'
+                p = adv[idx][:, None, :]
+                w_prime = w_prime.masked_fill(((p <= 0) & (w_prime < 0)) | ((p >= 1) & (w_prime > 0)), 0.0)
             norms = w_prime.norm(dim=2)  # (M, C)
             value = f_prime.abs() / norms
             value[rows, y] = float("inf")
             hat_l = value.argmin(dim=1)
             w_l = w_prime[rows, hat_l]  # (M, D)
-            n_l = norms[rows, hat_l]
-            if self.variant == "torchattacks":
-                r = (f_prime[rows, hat_l].abs() / n_l**2)[:, None] * w_l
-                adv[idx] = torch.clamp(adv[idx] + (1 + self.overshoot) * r, 0, 1)
-            else:  # LTS4 reference code: r_i = (pert + 1e-4) * w / ||w||
-                r = ((value[rows, hat_l] + 1e-4) / n_l)[:, None] * w_l
-                r_tot[idx] += r
-                adv[idx] = torch.clamp(flat0[idx] + (1 + self.overshoot) * r_tot[idx], 0, 1)
+            r = (f_prime[rows, hat_l].abs() / norms[rows, hat_l] ** 2)[:, None] * w_l
+            adv[idx] = torch.clamp(adv[idx] + (1 + self.overshoot) * r, 0, 1)
         adv = adv.reshape(images.shape)
         if self.eps is not None:
             adv = torch.clamp(images + torch.clamp(adv - images, -self.eps, self.eps), 0, 1)
@@ -248,7 +243,7 @@ class MaxConfidence(Attack):
 def make_attack(name: str, model: nn.Module, *, eps: float, steps: int | None = None,
                 step_size: float | None = None, random_start: bool = True,
                 overshoot: float = DEEPFOOL_OVERSHOOT, project: bool = True,
-                variant: str = "original") -> Attack:
+                variant: str = "box") -> Attack:
     """Build the attack ``name`` (one of :data:`ATTACKS`) on ``model``.
 
     ``eps``: L-inf budget in [0, 1]. ``steps``: iterations (default
@@ -294,7 +289,7 @@ def attack_params(name: str, *, eps: float, steps: int | None = None, step_size:
     if name == "deepfool":
         out["overshoot"] = float(opts.get("overshoot", DEEPFOOL_OVERSHOOT))
         out["project"] = bool(opts.get("project", True))
-        out["variant"] = str(opts.get("variant", "original"))
+        out["variant"] = str(opts.get("variant", "box"))
     return out
 
 

@@ -91,22 +91,26 @@ def _device(device: str | torch.device | None) -> torch.device:
 
 def _sq_dists(q: torch.Tensor, p: torch.Tensor, p_sq: torch.Tensor) -> torch.Tensor:
     """Squared Euclidean distances (float64, clamped at 0) between rows of ``q`` and ``p``."""
-    d2 = (q * q).sum(1, keepdim=True) + p_sq[None, :] - 2.0 * (q @ p.T)
+    d2 = torch.addmm(p_sq[None, :], q, p.T, alpha=-2.0)  # ||p||^2 - 2 q.p, one fused GEMM
+    d2 += (q * q).sum(1, keepdim=True)
     return d2.clamp_(min=0.0)
 
 
 def gaussian_logsumexp(points: torch.Tensor, queries: np.ndarray, device: torch.device) -> np.ndarray:
     """``log sum_i exp(-||q - p_i||^2 / 2)`` for every query row, exactly, in blocks.
 
-    The workhorse of both KDEs (after whitening by the kernel's Cholesky factor).
+    The workhorse of both KDEs (after whitening by the kernel's Cholesky factor). Uses
+    ``-||q - p||^2 / 2 = q.p - ||p||^2 / 2 - ||q||^2 / 2``: one fused GEMM per block, the
+    ``||q||^2`` term added after the logsumexp (float64: the cancellation costs ~1e-13).
     """
-    p_sq = (points * points).sum(1)
+    half_p_sq = 0.5 * (points * points).sum(1)
     bs = max(1, _BLOCK_ELEMS // max(1, points.shape[0]))
     out = np.empty(len(queries), dtype=np.float64)
     with torch.inference_mode():
         for sl in batched(len(queries), bs):
             q = torch.as_tensor(queries[sl], dtype=torch.float64, device=device)
-            out[sl] = torch.logsumexp(-0.5 * _sq_dists(q, points, p_sq), dim=1).cpu().numpy()
+            m = torch.addmm(half_p_sq[None, :], q, points.T, alpha=1.0, beta=-1.0)  # q.p - ||p||^2/2
+            out[sl] = (torch.logsumexp(m, dim=1) - 0.5 * (q * q).sum(1)).cpu().numpy()
     return out
 
 
@@ -398,9 +402,10 @@ class TrustScore(Detector):
             self.points_[int(c)] = pts
             if self.algorithm_ == "kd_tree":
                 self._trees[int(c)] = KDTree(pts)
-            else:
-                t = torch.as_tensor(pts, dtype=torch.float64, device=dev)
-                self._trees[int(c)] = (t, (t * t).sum(1))
+        if self.algorithm_ == "brute":  # all classes in one matrix, one GEMM per query block
+            allp = np.concatenate([self.points_[int(c)] for c in self.classes_])
+            t = torch.as_tensor(allp, dtype=torch.float64, device=dev)
+            self._brute = (t, (t * t).sum(1), np.cumsum([0] + [len(self.points_[int(c)]) for c in self.classes_]))
         self.n_features_in_ = arr.shape[1]
         return self
 
@@ -409,18 +414,20 @@ class TrustScore(Detector):
         arr = self._check_X(X, fitting=False)
         nb = int(self.neighbor)
         d = np.empty((len(arr), len(self.classes_)))
-        for j, c in enumerate(self.classes_):
-            tree = self._trees[int(c)]
-            if self.algorithm_ == "kd_tree":
-                d[:, j] = tree.query(arr, k=nb)[0][:, -1]
-            else:
-                pts, p_sq = tree
-                bs = max(1, _BLOCK_ELEMS // len(pts))
-                with torch.inference_mode():
-                    for sl in batched(len(arr), bs):
-                        q = torch.as_tensor(arr[sl], dtype=torch.float64, device=pts.device)
-                        d2 = torch.topk(_sq_dists(q, pts, p_sq), nb, dim=1, largest=False).values[:, -1]
-                        d[sl, j] = d2.sqrt().cpu().numpy()
+        if self.algorithm_ == "kd_tree":
+            for j, c in enumerate(self.classes_):
+                d[:, j] = self._trees[int(c)].query(arr, k=nb)[0][:, -1]
+            return d
+        pts, p_sq, bounds = self._brute
+        bs = max(1, _BLOCK_ELEMS // len(pts))
+        with torch.inference_mode():
+            for sl in batched(len(arr), bs):
+                q = torch.as_tensor(arr[sl], dtype=torch.float64, device=pts.device)
+                part = torch.addmm(p_sq[None, :], q, pts.T, alpha=-2.0)  # ||p||^2 - 2 q.p
+                kth = torch.stack([torch.topk(part[:, a:b], nb, dim=1, largest=False).values[:, -1]
+                                   for a, b in zip(bounds[:-1], bounds[1:])], dim=1)
+                kth += (q * q).sum(1, keepdim=True)
+                d[sl] = kth.clamp_(min=0.0).sqrt_().cpu().numpy()
         return d
 
     def score_samples(self, X: Any, y_pred: Any = None) -> np.ndarray:
@@ -635,6 +642,50 @@ def introspection_net(**kw: Any) -> NNDetector:
     classified" rather than "legitimate". Keyword arguments override NNDetector's.
     """
     return NNDetector(**{"feature": "logits", **kw})
+
+
+# --------------------------------------------------------------------------- glue for chapters
+def feature_views(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``{"logits", "softmax", "hidden", "pred"}`` from :func:`softlib.models.predict` output.
+
+    The softmax is computed in float32 from the logits, as the network's own softmax layer
+    would output it (its saturation is part of what 000 measures); ``pred`` = argmax of the
+    logits (cross-entropy models).
+    """
+    logits = np.asarray(outputs["logits"], dtype=np.float32)
+    with torch.inference_mode():
+        soft = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+    return {"logits": logits, "softmax": soft, "hidden": np.asarray(outputs["hidden"], dtype=np.float32),
+            "pred": logits.argmax(axis=1)}
+
+
+def fit_on(det: Detector, *, fit_x: Any, fit_labels: Any = None, train_x: Any = None,
+           train_target: Any = None) -> Detector:
+    """Fit ``det`` on the data its ``fit_target`` asks for.
+
+    ``fit_x`` / ``fit_labels``: legitimate inputs and their classes (unsupervised and
+    class-conditional detectors); ``train_x`` / ``train_target``: the labelled mixture
+    (1 legitimate / 0 other) for supervised detectors.
+    """
+    if det.fit_target == "legit":
+        if train_x is None or train_target is None:
+            raise SoftlibError(f"{type(det).__name__} is supervised: pass train_x and train_target")
+        return det.fit(train_x, train_target)
+    if det.fit_target == "class":
+        return det.fit(fit_x, fit_labels)
+    return det.fit(fit_x)
+
+
+def score_sets(det: Detector, features: dict[str, Any], preds: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
+    """``det.score_samples`` on every set of ``features`` (set name -> matrix).
+
+    Class-conditional detectors get ``preds[set]`` (the model's predictions) as ``y_pred``.
+    """
+    out = {}
+    for name, x in features.items():
+        y_pred = preds[name] if (det.needs_prediction and preds is not None) else None
+        out[name] = det.score_samples(x, y_pred=y_pred)
+    return out
 
 
 # --------------------------------------------------------------------------- registry

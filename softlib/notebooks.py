@@ -130,11 +130,10 @@ def _report(profile: str, timings: list[Timing]) -> None:
     record = {"profile": profile, "commit": _git_commit(), "device": device, "platform": platform.platform(),
               "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "total_s": total,
               "notebooks": [t.__dict__ for t in timings]}
-    results = REPO / "results"
-    results.mkdir(exist_ok=True)
     from .cache import atomic_write_json
+    from .record import results_dir
 
-    atomic_write_json(results / f"timings-{profile}.json", record)
+    atomic_write_json(results_dir() / f"timings-{profile}.json", record)
 
 
 def sync() -> None:

