@@ -9,7 +9,6 @@ BIN     := $(VENV)/bin
 SPEC    := $(shell cat pyproject.toml environment.yml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP   := $(VENV)/.softlib-installed-$(SPEC)
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
-export MPLBACKEND := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 .PHONY: help env data book notebook test lab bench sync clean distclean

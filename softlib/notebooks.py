@@ -59,6 +59,12 @@ def execute(path: Path, out: Path, parameters: dict[str, Any], *, cwd: Path | No
     from papermill.exceptions import PapermillExecutionError
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    # the kernel inherits our environment: make `import softlib` find this checkout
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(REPO) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *[p for p in paths if p]])
+    # figures must be captured as outputs: an inherited MPLBACKEND=Agg would silence plt.show()
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",

@@ -78,6 +78,8 @@ CRITERIA = ("target", "untargeted")
 CLEANING = ("last", "ever")
 #: The MNIST setting: display name -> (zoo architecture, needs the profile's WRN depth/width).
 MNIST_MODELS = {"CNN": "cnn", "WRN": "wrn", "MLP": "mlp"}
+#: The model of figures 1 and 2 per setting (004: a pretrained ResNet-50).
+FIGURE_MODEL = {"imagenet": "ResNet-50", "mnist": "CNN"}
 #: Units the step multiplier alpha is applied in (see :mod:`softlib.overoptimize`): S in x -> x + alpha grad / S^2.
 PIXEL_UNITS = {"paper": oo.PAPER_PIXEL_SCALE, "unit": 1.0}
 
@@ -130,12 +132,15 @@ def select_correct(
     batch_size: int = 256,
     device: torch.device | None = None,
     progress: bool = True,
+    strict: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """The first ``n`` images, in a seeded random order, correctly classified by every model.
 
     004 appendix B: "making sure that a selected image is initially correctly
     predicted by all three models". Reads the data set lazily in batches and stops
-    as soon as ``n`` are found (ImageNet: 50,000 files). Raises if fewer exist.
+    as soon as ``n`` are found (ImageNet: 50,000 files). Raises if fewer exist,
+    unless ``strict=False``: then the rest are the images correctly classified by
+    the most models (for the smoke profile's barely trained models; callers say so).
     """
     n = check_int("n", n, low=1)
     device = device or get_device()
@@ -143,16 +148,18 @@ def select_correct(
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, order.tolist()), batch_size=batch_size,
                                          shuffle=False)
     xs, ys, idx = [], [], []
+    counts = np.zeros(len(dataset), np.int64)  # models right, in the permuted order (strict=False)
     found, seen = 0, 0
     bar = tqdm(total=n, desc="selecting images", disable=not progress)
     with torch.inference_mode():
         for xb, yb in loader:
             xd, yd = xb.to(device), yb.to(device)
-            ok = torch.ones(len(xb), dtype=torch.bool, device=device)
+            right = torch.zeros(len(xb), dtype=torch.long, device=device)
             for m in models.values():
-                ok &= m.eval()(xd).argmax(dim=1) == yd
-            ok = ok.cpu()
-            take = np.flatnonzero(ok.numpy())[: n - found]
+                right += (m.eval()(xd).argmax(dim=1) == yd).long()
+            right = right.cpu().numpy()
+            counts[seen : seen + len(xb)] = right
+            take = np.flatnonzero(right == len(models))[: n - found]
             xs.append(xb[take])
             ys.append(yb[take])
             idx.append(order[seen + take])
@@ -163,7 +170,13 @@ def select_correct(
                 break
     bar.close()
     if found < n:
-        raise SoftlibError(f"only {found} of {len(dataset)} images are correctly classified by all models; asked for n={n}")
+        if strict:
+            raise SoftlibError(
+                f"only {found} of {len(dataset)} images are correctly classified by all models; asked for n={n}")
+        rank = np.argsort(-counts, kind="stable")[:n]  # all-correct first, then the most models right
+        xy = [dataset[int(order[j])] for j in rank]
+        return (torch.stack([torch.as_tensor(a) for a, _ in xy]), torch.as_tensor([int(b) for _, b in xy]).long(),
+                order[rank].astype(np.int64))
     return torch.cat(xs), torch.cat(ys).long(), np.concatenate(idx).astype(np.int64)
 
 
@@ -190,10 +203,25 @@ def load_setting(setting: str, profile: Profile | str, *, seed: int = 0, n: int 
 
     models = mnist_models(prof, seed)
     xt, yt = data.load_split("mnist", train=False)
-    x, y, idx = select_correct(models, torch.utils.data.TensorDataset(xt, yt), n, seed=seed, progress=progress)
+    strict = prof.name != "smoke"  # smoke models are barely trained: fill up with the best-classified images
+    x, y, idx = select_correct(models, torch.utils.data.TensorDataset(xt, yt), n, seed=seed, progress=progress,
+                               strict=strict)
     accs = {k: m.meta.get("test_acc") for k, m in models.items() if hasattr(m, "meta")}
-    return Setting("mnist", models, x, y, idx, 10, meta={"test_acc": accs},
-                   note="stand-in for 004's ImageNet models: softlib's CNN, WRN and MLP trained on MNIST")
+    note = "stand-in for 004's ImageNet models: softlib's CNN, WRN and MLP trained on MNIST"
+    n_all = _count_all_correct(models, x, y)
+    if n_all < len(x):
+        note += (f" (smoke profile: only {n_all} of the {len(x)} images are correctly classified by all three;"
+                 " the others by fewer)")
+    return Setting("mnist", models, x, y, idx, 10, meta={"test_acc": accs, "n_all_correct": n_all}, note=note)
+
+
+def _count_all_correct(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor) -> int:
+    device = get_device()
+    ok = torch.ones(len(x), dtype=torch.bool)
+    with torch.inference_mode():
+        for m in models.values():
+            ok &= (m.eval()(x.to(device)).argmax(dim=1).cpu() == y)
+    return int(ok.sum())
 
 
 def random_targets(y: torch.Tensor | np.ndarray, num_classes: int, seed: int) -> np.ndarray:
@@ -560,6 +588,39 @@ def natural_activations(model: nn.Module, x: torch.Tensor, *, batch_size: int = 
 
 
 # ----------------------------------------------------------------------------- figures
+
+
+def describe_images(model: nn.Module, x: torch.Tensor, k: int = 3, *, device: torch.device | None = None) -> "pd.DataFrame":  # noqa: F821
+    """Top-``k`` classes, class activations (CA1..CAk) and the float32 softmax of the top class, per image."""
+    import pandas as pd
+
+    device = device or get_device()
+    with torch.inference_mode():
+        z = model.eval().to(device)(x.to(device)).float().cpu()
+    top = z.topk(k, dim=1)
+    soft = torch.softmax(z, dim=1).max(dim=1).values
+    data: dict[str, Any] = {"prediction": top.indices[:, 0].numpy(), "confidence": soft.numpy()}
+    for j in range(k):
+        data[f"ca{j + 1}"] = top.values[:, j].numpy()
+    data["class2"] = top.indices[:, 1].numpy()
+    return pd.DataFrame(data)
+
+
+def pick_example(arrays: dict[str, np.ndarray], attack: str, src: str) -> int:
+    """The example to show in figure 1 / 2 for ``src``.
+
+    Over-optimised: among examples predicted as the target with softmax 1.0 at the
+    end, the one with the largest final activation. Multi-class: among examples
+    predicted as one of the two targets with softmax < 1 at the end, the one with
+    the largest final activation. Falls back to the largest final activation.
+    """
+    pre = f"{attack}/{src}"
+    top, soft, pred, tg = (arrays[f"{pre}/{k}"] for k in ("top_act", "top_soft", "pred", "targets"))
+    on_target = (pred[:, -1:] == tg).any(axis=1)
+    ok = on_target & ((soft[:, -1] == 1.0) if attack == "overoptimized" else (soft[:, -1] < 1.0))
+    cand = np.flatnonzero(ok) if ok.any() else np.arange(len(top))
+    return int(cand[np.argmax(top[cand, -1])])
+
 
 
 def figure_steps(rec: dict[str, np.ndarray], attack: str, k: int = 3) -> list[int]:

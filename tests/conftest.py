@@ -17,7 +17,6 @@ if "SOFTLIB_TEST_CACHE" not in os.environ:
 os.environ["SOFTLIB_CACHE"] = os.environ["SOFTLIB_TEST_CACHE"]
 # recorded numbers and timings of test runs go to a temp folder, not the repository's results/
 os.environ.setdefault("SOFTLIB_RESULTS", tempfile.mkdtemp(prefix="softlib-test-results-"))
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402

@@ -160,8 +160,10 @@ def test_batched_deepfool_agrees_with_torchattacks(toy):
     assert float((ours - ref).abs().max()) < 1e-4
     with torch.no_grad():
         lr, lo = model(ref), model(ours)
-    top2 = lr.topk(2, dim=1).values
-    clear = (top2[:, 0] - top2[:, 1]) > 1e-3  # ties at the boundary are decided by rounding noise
+    rows = torch.arange(len(y))
+    other = lr.clone()
+    other[rows, y] = -float("inf")
+    clear = (other.max(1).values - lr[rows, y]).abs() > 1e-3  # ties at the boundary: rounding noise decides
     assert torch.equal((lr.argmax(1) != y)[clear], (lo.argmax(1) != y)[clear])
     n_ref = (ref - x).flatten(1).norm(dim=1)
     n_ours = (ours - x).flatten(1).norm(dim=1)
@@ -172,6 +174,13 @@ def test_deepfool_default_crosses_the_boundary_and_projection_is_honest(toy):
     model, x, y = toy
     free, s_free = run_attack("deepfool", model, x, y, eps=EPS, steps=50, project=False)
     assert float(s_free.float().mean()) > 0.9  # unbounded L2 DeepFool almost always succeeds
+    with torch.no_grad():
+        logits = model(free)
+    rows = torch.arange(len(y))
+    other = logits.clone()
+    other[rows, y] = -float("inf")
+    gap = other.max(1).values - logits[rows, y]
+    assert float((gap[s_free] > 1e-4).float().mean()) > 0.9  # the box-aware step crosses, not ties
     boxed, s_box = run_attack("deepfool", model, x, y, eps=EPS, steps=50)
     assert float((boxed - x).abs().max()) <= EPS + 1e-5
     with torch.no_grad():
