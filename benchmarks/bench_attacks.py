@@ -30,8 +30,9 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torchattacks
@@ -129,13 +130,16 @@ def bench(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, xd: torch.Te
         n_steps = None if name == "fgsm" else steps
         atk = make_attack(name, model, eps=EPS, steps=n_steps)
 
-        def direct() -> torch.Tensor:
+        def direct(atk: Any = atk) -> torch.Tensor:
             torch.manual_seed(0)
             return torch.cat([atk(x[s:s + 256].to(dev), y[s:s + 256].to(dev)).cpu() for s in range(0, len(x), 256)])
 
+        def wrapped(name: str = name, n_steps: int | None = n_steps) -> tuple[torch.Tensor, torch.Tensor]:
+            return run_attack(name, model, x, y, eps=EPS, steps=n_steps, batch_size=256)
+
         t_ta, a_ta = _timed(direct)
         row(name, f"torchattacks.{atk.attack}", len(x), t_ta, _stats(model, x, y, a_ta), None)
-        t_o, (a_o, _) = _timed(lambda: run_attack(name, model, x, y, eps=EPS, steps=n_steps, batch_size=256))
+        t_o, (a_o, _) = _timed(wrapped)
         row(name, "ours run_attack (wraps it + checks)", len(x), t_o, _stats(model, x, y, a_o), t_ta)
 
     xm, ym = x[:n_maxconf], y[:n_maxconf]

@@ -36,6 +36,8 @@ dataset = "auto"  # "auto": cifar10 when it is on disk (as in 003), else mnist; 
 seed = 0
 grid = None  # lambda values of the lambda1 x lambda2 grid (None: the profile grid)
 eps_table = None  # eps of the detection table (None: 0.3 on MNIST, 8/255 on CIFAR-10)
+epochs = None  # epochs of the CE / RCE / OVM models (None: the profile's resnet_epochs)
+grid_epochs = None  # epochs of each grid model (None: the profile's resnet_grid_epochs)
 grid_eps = 0.1  # PGD eps of the MNIST grid (003 gives none; 0.3 leaves ~0% accuracy everywhere)
 
 # %%
@@ -72,6 +74,8 @@ if len(grid_values) < 2:
     raise SoftlibError(f"grid needs at least 2 values, got {grid_values}")
 eps_table = default_eps(dataset) if eps_table is None else check_float("eps_table", eps_table, low=0.0, high=1.0)
 grid_eps = check_float("grid_eps", grid_eps, low=0.0, high=1.0)
+epochs = prof.resnet_epochs if epochs is None else check_int("epochs", epochs, low=1)
+grid_epochs = prof.resnet_grid_epochs if grid_epochs is None else check_int("grid_epochs", grid_epochs, low=1)
 # figure 4's eps range: the profile's MNIST range, rescaled to the data set's budget on CIFAR-10
 eps_scale = eps_table / 0.3 if dataset == "cifar10" else 1.0
 eps_curve = sorted({round(e * eps_scale, 6) for e in prof.eps_curve} | {0.0, eps_table})
@@ -81,14 +85,14 @@ device = get_device()
 
 display(Markdown(f"""
 **Run settings.** Profile `{prof.name}` ({prof.description}). Data: **{dataset}** ({dataset_note}).
-Device: `{device}`. Model: ResNet-{prof.resnet_depth} (003: ResNet-32), {prof.resnet_epochs} epoch(s)
+Device: `{device}`. Model: ResNet-{prof.resnet_depth} (003: ResNet-32), batch {prof.resnet_batch or 256}, {epochs} epoch(s)
 (003 table 1: 200) on {prof.train_size or 'all'} training images. Evaluation on {prof.n_test} test
 images; the KDE is fitted on {prof.n_fit} training images. Attacks: L-inf FGSM, BIM and PGD with
 n = {steps} iterations of size eps/{steps} (003 section 4.3: n = 10, step eps/10; PGD with a random
 start). Detection table at eps = {eps_table:.4g} (**003 does not give the eps of table 3**: we use
 {'0.3, the usual MNIST budget' if dataset != 'cifar10' else '8/255, the usual CIFAR-10 budget'}).
 Grid: {len(grid_values)} x {len(grid_values)} values {list(grid_values)} (003 section 4.4: 6 x 6,
-{list(p003.GRID)}), ResNet-{prof.resnet_depth} on MNIST, {prof.resnet_grid_epochs} epoch(s) each,
+{list(p003.GRID)}), ResNet-{prof.resnet_depth} on MNIST, {grid_epochs} epoch(s) each on {prof.grid_train_size or prof.train_size or 'all'} training images,
 PGD at eps = {grid_eps:.4g}.
 Profile shortcuts: {prof.shortcuts}.
 """))
@@ -103,8 +107,8 @@ Profile shortcuts: {prof.shortcuts}.
 recipe = recipe_for("resnet", dataset)
 ours_setup = {
     "optimizer": recipe.optimizer, "momentum": recipe.momentum, "weight_decay": recipe.weight_decay,
-    "lr": recipe.lr, "lr_schedule": "cosine" if recipe.cosine else "constant", "epochs": prof.resnet_epochs,
-    "batch_size": recipe.batch_size, "augmentation": recipe.augment, "pixel_range": "[-0.5, 0.5] (inside the model)",
+    "lr": recipe.lr, "lr_schedule": "cosine" if recipe.cosine else "constant", "epochs": epochs,
+    "batch_size": prof.resnet_batch or recipe.batch_size, "augmentation": recipe.augment, "pixel_range": "[-0.5, 0.5] (inside the model)",
     "relu_leakiness": 0.1,
 }
 display(pd.DataFrame({"003 table 1": {k: str(v) for k, v in p003.TRAINING.items()},
@@ -117,17 +121,23 @@ display(pd.DataFrame({"003 table 1": {k: str(v) for k, v in p003.TRAINING.items(
 LOSS_PARAMS = {"ce": None, "rce": None, "ovm": {"lambda_": p003.OVM_LAMBDA}}  # 003 section 4.1: lambda = 1
 models = {
     loss: zoo.get_model("resnet", dataset, prof, seed, loss=loss, loss_params=LOSS_PARAMS[loss],
-                        depth=prof.resnet_depth)
+                        depth=prof.resnet_depth, epochs=epochs)
     for loss in p003.LOSSES
 }
 test_acc = {loss: m.meta["test_acc"] for loss, m in models.items()}
 acc_table = rob.accuracy_table(test_acc)
 display(acc_table.style.format({"paper": "{:.2f}", "ours": "{:.2f}", "diff": "{:+.2f}"}).hide(axis="index"))
+# a model far below CE has not converged in this budget (RCE's logit gradients are ~N-1 times smaller
+# than CE's at initialisation; OVM's unsquared norm pulls every output toward its class mean)
+undertrained = [p003.LOSS_NAMES[k] for k, v in test_acc.items() if v < 0.9 * test_acc["ce"]]
 display(Markdown(
     f"Test accuracy (%) on the full {dataset} test set, each model with its own prediction rule; "
     f"paper values: 003 table 2 (CIFAR-10, ResNet-32, 200 epochs)"
     + (" — **not comparable in level here: different data set and training budget**." if dataset != "cifar10"
        or prof.name != "paper" else ".")
+    + (f"\n\n**Warning: {', '.join(undertrained)} reached less than 90% of CE's accuracy in {epochs} epoch(s): "
+       "not converged, so the comparisons below that involve it say more about the training budget than "
+       "about the loss.** Raise `epochs` (or use the paper profile) for a fair comparison." if undertrained else "")
 ))
 
 # %% [markdown]
@@ -209,7 +219,7 @@ plt.show()
 
 # %%
 ls1 = zoo.get_model("resnet", dataset, prof, seed, loss="ls_lsq", loss_params={"lambda1": 1.0, "lambda2": 0.0},
-                    depth=prof.resnet_depth)
+                    depth=prof.resnet_depth, epochs=epochs)
 ls_models = {"λ = 0 (CE)": (models["ce"], "ce"), "λ = 1": (ls1, "ls_lsq"), "λ = ∞ (RCE)": (models["rce"], "rce")}
 fig, axes = plt.subplots(1, 3, figsize=(12, 4))
 ls_compactness = {name: tsne_panel(ax, m, loss, name) for ax, (name, (m, loss)) in zip(axes, ls_models.items())}
@@ -229,9 +239,11 @@ plt.show()
 # undefined) and the CE bandwidth $1/0.26$ (the cell $\lambda_1 = \lambda_2 = 0$ is a CE model).
 
 # %%
-grid_df = rob.run_grid(grid_values, grid_values, prof, dataset="mnist", seed=seed, eps=grid_eps)
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-for ax, col, title in zip(axes, ("robust_acc", "auc"), ("PGD robust accuracy (%)", "KDE detection AUC (%)")):
+grid_df = rob.run_grid(grid_values, grid_values, prof, dataset="mnist", seed=seed, eps=grid_eps, epochs=grid_epochs)
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+panels = ("clean_acc", "robust_acc", "auc")
+titles = ("clean accuracy (%), for reference", "PGD robust accuracy (%)", "KDE detection AUC (%)")
+for ax, col, title in zip(axes, panels, titles):
     table = 100 * grid_df.pivot(index="lambda1", columns="lambda2", values=col)
     sns.heatmap(table, annot=True, fmt=".1f", cmap="viridis", ax=ax, cbar=False)
     ax.set_title(title)
@@ -243,7 +255,9 @@ plt.show()
 corr = rob.grid_correlation(grid_df)
 display(Markdown(
     f"Spearman rank correlation between robust accuracy and detection AUC over the {corr['n']} cells: "
-    f"$\\rho$ = {corr['rho']:.2f}, two-sided p = {corr['p_value']:.3g}."
+    f"$\\rho$ = {corr['rho']:.2f}, two-sided p = {corr['p_value']:.3g}. Clean accuracy of the grid models "
+    f"(on the {prof.n_test} evaluation images): {100 * grid_df.clean_acc.min():.1f}% to "
+    f"{100 * grid_df.clean_acc.max():.1f}% after {grid_epochs} epoch(s)."
 ))
 
 # %% [markdown]
@@ -274,6 +288,8 @@ display(Markdown(f"""
 | {p003.CLAIMS['robustness']} | mean accuracy over eps > 0: {'; '.join(f"{a.upper()} OVM {100 * curve.loc[a, 'ovm']:.1f}% vs best other {100 * curve.loc[a].drop('ovm').max():.1f}%" for a in p003.ATTACKS)} | OVM most robust for {sum(ovm_most_robust.values())} of 3 attacks: {verdict(all(ovm_most_robust.values()))} |
 | {p003.CLAIMS['inverse_correlation']} | Spearman ρ = {corr['rho']:.2f}, p = {corr['p_value']:.3g} over {corr['n']} cells | {verdict(inverse)} (needs ρ < 0 and p < 0.05; undetermined with fewer than 3 cells or a constant column) |
 
-Data set: {dataset}; profile `{prof.name}`. Chapter wall time: {wall:.0f} s (models and attacks are
+Data set: {dataset}; profile `{prof.name}`; {epochs} training epoch(s) per model.
+{('**Not converged in this budget: ' + ', '.join(undertrained) + '** (see the accuracy table); verdicts involving them are about the budget.') if undertrained else 'All three models reached at least 90% of CE accuracy.'}
+Chapter wall time: {wall:.0f} s (models and attacks are
 cached: a second run is much faster).
 """))

@@ -69,8 +69,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-from torchattacks.attack import Attack
 from torch import nn
+from torchattacks.attack import Attack
 from tqdm.auto import tqdm
 
 from .runtime import get_device

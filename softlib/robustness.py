@@ -268,8 +268,11 @@ def evaluate_model(
     rows = []
     jobs = [(a, e) for a in attacks for e in eps_list]
     for attack, eps in tqdm(jobs, desc=f"attacks ({loss})", disable=not progress or len(jobs) < 2, leave=False):
-        out = adversarial_outputs(model, x, y, attack=attack, eps=eps, loss=loss, steps=steps, seed=seed,
-                                  batch_size=batch_size)
+        if eps == 0.0:  # no perturbation: the clean outputs, whatever the attack
+            out = {"pred": clean_pred, "hidden": clean_h}
+        else:
+            out = adversarial_outputs(model, x, y, attack=attack, eps=eps, loss=loss, steps=steps, seed=seed,
+                                      batch_size=batch_size)
         success = correct & (out["pred"] != y_np)
         if eps > 0 and success.any():
             adv_scores = kde.score_samples(out["hidden"][success], out["pred"][success])
@@ -307,12 +310,14 @@ def run_grid(
     *,
     steps: int | None = None,
     bandwidth: float | None = None,
+    epochs: int | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """003 section 4.4: train (or load) one ResNet per (lambda1, lambda2) with eq. (3) and score it.
 
-    Each cell: ResNet-``profile.resnet_depth`` trained ``profile.resnet_grid_epochs`` epochs
-    (003 does not give them) by :func:`softlib.zoo.get_model` with loss ``"ls_lsq"``; PGD (``steps`` iterations, default ``min(10, profile.attack_steps)``, step
+    Each cell: ResNet-``profile.resnet_depth`` trained ``epochs`` epochs (default
+    ``profile.resnet_grid_epochs``; 003 does not give them) on ``profile.grid_train_size``
+    training images (None: the profile's ``train_size``) by :func:`softlib.zoo.get_model` with loss ``"ls_lsq"``; PGD (``steps`` iterations, default ``min(10, profile.attack_steps)``, step
     eps/steps; 003 "same parameters as in section 4.3") at ``eps`` on ``profile.n_test`` test
     images; KDE fitted on ``profile.n_fit`` training images with ``bandwidth`` (default the
     CE value of 003 section 4.2). Returns columns ``lambda1, lambda2, clean_acc, robust_acc,
@@ -327,6 +332,7 @@ def run_grid(
     eps = check_float("eps", eps, low=0.0, high=1.0)
     steps = min(DEFAULT_STEPS, int(profile.attack_steps)) if steps is None else check_int("steps", steps, low=1)
     bw = paper_bandwidth("ls_lsq") if bandwidth is None else check_float("bandwidth", bandwidth, low=1e-12)
+    epochs = int(profile.resnet_grid_epochs) if epochs is None else check_int("epochs", epochs, low=1)
     x, y = eval_subset(dataset, profile.n_test, train=False, seed=seed)
     fit_x, fit_y = eval_subset(dataset, profile.n_fit, train=True, seed=seed)
     rows = []
@@ -334,7 +340,7 @@ def run_grid(
     for l1, l2 in tqdm(cells, desc="grid", disable=not progress, leave=False):
         model = zoo.get_model(
             "resnet", dataset, profile, seed, loss="ls_lsq", loss_params={"lambda1": l1, "lambda2": l2},
-            depth=profile.resnet_depth, epochs=profile.resnet_grid_epochs,
+            depth=profile.resnet_depth, epochs=epochs, train_size=getattr(profile, "grid_train_size", None),
         )
         res = evaluate_model(model, x, y, fit_x=fit_x, fit_y=fit_y, loss="ls_lsq", attacks=("pgd",),
                              eps_list=(0.0, eps), bandwidth=bw, steps=steps, seed=seed,

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -67,6 +67,9 @@ from .cache import cached_arrays
 from .profiles import Profile, get_profile
 from .runtime import get_device
 from .validate import SoftlibError, check_choice, check_float, check_int
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Bump when anything that changes the cached trajectories changes.
 CODE_VERSION = "ch04-1"
@@ -133,6 +136,7 @@ def select_correct(
     device: torch.device | None = None,
     progress: bool = True,
     strict: bool = True,
+    max_scan: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """The first ``n`` images, in a seeded random order, correctly classified by every model.
 
@@ -141,14 +145,17 @@ def select_correct(
     as soon as ``n`` are found (ImageNet: 50,000 files). Raises if fewer exist,
     unless ``strict=False``: then the rest are the images correctly classified by
     the most models (for the smoke profile's barely trained models; callers say so).
+    ``max_scan`` caps how many images are looked at (default: all).
     """
     n = check_int("n", n, low=1)
     device = device or get_device()
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed)).numpy()
+    if max_scan is not None:
+        order = order[: check_int("max_scan", max_scan, low=1)]
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, order.tolist()), batch_size=batch_size,
                                          shuffle=False)
     xs, ys, idx = [], [], []
-    counts = np.zeros(len(dataset), np.int64)  # models right, in the permuted order (strict=False)
+    counts = np.zeros(len(order), np.int64)  # models right, in the permuted order (strict=False)
     found, seen = 0, 0
     bar = tqdm(total=n, desc="selecting images", disable=not progress)
     with torch.inference_mode():
@@ -172,7 +179,9 @@ def select_correct(
     if found < n:
         if strict:
             raise SoftlibError(
-                f"only {found} of {len(dataset)} images are correctly classified by all models; asked for n={n}")
+                f"only {found} of {len(order)} images are correctly classified by all models; asked for n={n}")
+        if len(order) < n:
+            raise SoftlibError(f"asked for n={n} images but only {len(order)} were looked at (max_scan / data set size)")
         rank = np.argsort(-counts, kind="stable")[:n]  # all-correct first, then the most models right
         xy = [dataset[int(order[j])] for j in rank]
         return (torch.stack([torch.as_tensor(a) for a, _ in xy]), torch.as_tensor([int(b) for _, b in xy]).long(),
@@ -205,7 +214,7 @@ def load_setting(setting: str, profile: Profile | str, *, seed: int = 0, n: int 
     xt, yt = data.load_split("mnist", train=False)
     strict = prof.name != "smoke"  # smoke models are barely trained: fill up with the best-classified images
     x, y, idx = select_correct(models, torch.utils.data.TensorDataset(xt, yt), n, seed=seed, progress=progress,
-                               strict=strict)
+                               strict=strict, max_scan=None if strict else max(20 * n, 1000))
     accs = {k: m.meta.get("test_acc") for k, m in models.items() if hasattr(m, "meta")}
     note = "stand-in for 004's ImageNet models: softlib's CNN, WRN and MLP trained on MNIST"
     n_all = _count_all_correct(models, x, y)
@@ -459,7 +468,7 @@ def model_names(arrays: dict[str, np.ndarray]) -> list[str]:
 
 
 def pair_curves(arrays: dict[str, np.ndarray], attack: str, *, criterion: str = "target", rule: str = "last",
-                level: float = 0.95) -> "pd.DataFrame":  # noqa: F821
+                level: float = 0.95) -> pd.DataFrame:
     """Long table of the aggregated curves of every ordered pair (004 figures 4 and 5).
 
     Columns: source, other, step, pct, act_mean/lo/hi, soft_mean/lo/hi, n_kept, n_total.
@@ -493,14 +502,15 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def rank_correlations(arrays: dict[str, np.ndarray], attack: str, *, criterion: str = "target",
-                      rule: str = "last") -> "pd.DataFrame":  # noqa: F821
+                      rule: str = "last") -> pd.DataFrame:
     """Spearman correlations of activation / softmax with transfer, per ordered pair (see module docstring).
 
     Columns: source, other, n_kept, rho/p of the curve (``curve_act_rho``,
     ``curve_act_p``, ``curve_soft_rho``, ``curve_soft_p``), the step used for the
     example-level test (``mid_step``, its ``mid_pct`` over all examples) and
     ``ex_act_rho``, ``ex_act_p``, ``ex_soft_rho``, ``ex_soft_p``;
-    ``soft_constant`` flags a softmax with no variation where it was tested.
+    ``soft_constant`` flags a softmax with no variation across examples at ``mid_step``
+    (e.g. all 1.0), where no rank correlation exists.
     """
     import pandas as pd
 
@@ -525,8 +535,7 @@ def rank_correlations(arrays: dict[str, np.ndarray], attack: str, *, criterion: 
                 "curve_act_rho": ca, "curve_act_p": pa, "curve_soft_rho": cs, "curve_soft_p": ps,
                 "mid_step": int(steps[j]), "mid_pct": 100.0 * float(frac[j]),
                 "ex_act_rho": ea, "ex_act_p": epa, "ex_soft_rho": es, "ex_soft_p": eps,
-                "soft_constant": bool(np.ptp(values["soft"][:, j]) == 0 or np.ptp(agg["soft_mean"][np.isfinite(agg["soft_mean"])]) == 0)
-                if np.isfinite(agg["soft_mean"]).any() else True,
+                "soft_constant": bool(np.ptp(values["soft"][:, j]) == 0),
             })
     return pd.DataFrame(rows)
 
@@ -590,7 +599,7 @@ def natural_activations(model: nn.Module, x: torch.Tensor, *, batch_size: int = 
 # ----------------------------------------------------------------------------- figures
 
 
-def describe_images(model: nn.Module, x: torch.Tensor, k: int = 3, *, device: torch.device | None = None) -> "pd.DataFrame":  # noqa: F821
+def describe_images(model: nn.Module, x: torch.Tensor, k: int = 3, *, device: torch.device | None = None) -> pd.DataFrame:
     """Top-``k`` classes, class activations (CA1..CAk) and the float32 softmax of the top class, per image."""
     import pandas as pd
 
@@ -667,7 +676,7 @@ def plot_snapshots(images: np.ndarray, titles: list[str], *, cmap: str | None = 
     return fig
 
 
-def plot_pairs(curves: "pd.DataFrame", title: str = ""):  # noqa: F821
+def plot_pairs(curves: pd.DataFrame, title: str = ""):
     """004 figures 4 / 5: one panel per ordered pair; mean top activation (left axis)
     and mean softmax (right axis) with 95% CI bands against the transfer percentage."""
     import matplotlib.pyplot as plt

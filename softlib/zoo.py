@@ -30,7 +30,7 @@ from .data import DATASETS, load_split, num_classes
 from .models import ARCHS, CODE_VERSION as MODELS_VERSION, build_model
 from .profiles import Profile, get_profile
 from .runtime import get_device, seed_everything
-from .train import CODE_VERSION as TRAIN_VERSION, accuracy, recipe_for, train_model
+from .train import CODE_VERSION as TRAIN_VERSION, Recipe, accuracy, recipe_for, train_model
 from .validate import CorruptEntryError, SoftlibError, check_choice, check_int
 
 _EPOCHS_FIELD = {"cnn": "cnn_epochs", "wrn": "wrn_epochs", "resnet": "resnet_epochs", "mlp": "mlp_epochs"}
@@ -68,9 +68,16 @@ def model_spec(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *
         "in_channels": in_ch, "image_size": size, "num_classes": num_classes(dataset),
         "train_size": n_train, "epochs": epochs, "loss": loss,
         "loss_params": dict(sorted((loss_params or {}).items())), "seed": seed,
-        "recipe": asdict(recipe_for(arch, dataset)),
+        "recipe": _recipe(arch, dataset, prof),
         "code": [MODELS_VERSION, TRAIN_VERSION],
     }
+
+
+def _recipe(arch: str, dataset: str, prof: Profile) -> dict[str, Any]:
+    recipe = asdict(recipe_for(arch, dataset))
+    if arch == "resnet" and prof.resnet_batch:
+        recipe["batch_size"] = prof.resnet_batch  # a quick-profile shortcut, named in profiles.py
+    return recipe
 
 
 def _build(spec: dict[str, Any]) -> torch.nn.Module:
@@ -138,7 +145,7 @@ def _train_and_publish(spec: dict[str, Any], entry: Entry, dev: torch.device,
     x, y = _training_subset(spec["dataset"], spec["train_size"], spec["seed"])
     desc = f"{spec['arch']} on {spec['dataset']} ({spec['loss']})"
     t0 = time.perf_counter()
-    history = train_model(model, x, y, epochs=spec["epochs"], recipe=recipe_for(spec["arch"], spec["dataset"]),
+    history = train_model(model, x, y, epochs=spec["epochs"], recipe=Recipe(**spec["recipe"]),
                           seed=spec["seed"], loss=spec["loss"], loss_params=spec["loss_params"], device=dev,
                           desc=desc)
     xt, yt = load_split(spec["dataset"], train=False)

@@ -98,3 +98,32 @@ def test_bad_options():
         detection_metrics([1.0], [0.0], positive="in")
     with pytest.raises(SoftlibError, match="tpr"):
         detection_metrics([1.0], [0.0], tpr=1.5)
+
+
+def test_tables_group_means_and_side_by_side():
+    import pandas as pd
+
+    from softlib import tables
+
+    rng = np.random.default_rng(0)
+    groups = {"adversarial": ["a1", "a2"], "ood": ["o1", "o2"]}
+    scores = {("kde", "logits"): {"legit": rng.normal(1, 1, 50), **{s: rng.normal(0, 1, 40) for s in ["a1", "a2", "o1", "o2"]}}}
+    per_set = tables.metrics_frame(scores, "legit", groups)
+    assert len(per_set) == 4 * 4 and set(per_set["group"]) == {"adversarial", "ood"}
+    g = tables.group_means(per_set)
+    a1 = tables.value(per_set, set="a1", metric="auroc")
+    a2 = tables.value(per_set, set="a2", metric="auroc")
+    assert tables.value(g, group="adversarial", metric="auroc") == pytest.approx((a1 + a2) / 2)
+    all_ = tables.value(g, group="all", metric="auroc")
+    assert all_ == pytest.approx(per_set[per_set["metric"] == "auroc"]["value"].mean())
+    paper = pd.DataFrame([{"group": "all", "detector": "kde", "metric": "auroc", "value": 50.0}])
+    wide = tables.side_by_side(g, paper, rows=["group", "detector"])
+    assert wide.loc[("all", "kde"), ("AUROC", "paper")] == 50.0
+    assert wide.loc[("all", "kde"), ("AUROC", "diff")] == pytest.approx(round(all_ - 50.0, 1), abs=0.051)
+    assert np.isnan(wide.loc[("ood", "kde"), ("AUROC", "paper")])
+    with pytest.raises(SoftlibError, match="lack the legitimate"):
+        tables.metrics_frame({("kde", "logits"): {"a1": np.ones(3)}}, "legit", groups)
+    assert tables.paper_sets("mnist", ["fgsm", "bim", "deepfool", "maxconf", "gaussian", "uniform", "natural",
+                                       "fashion_mnist"])["ood"][2] == "natural"
+    with pytest.raises(SoftlibError, match="not available"):
+        tables.paper_sets("mnist", ["cifar10", "gaussian"])

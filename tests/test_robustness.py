@@ -14,7 +14,6 @@ from softlib.paper import detection_vs_robustness as p003
 from softlib.profiles import get_profile
 from softlib.validate import SoftlibError
 
-
 # ---------------------------------------------------------------------------- paper numbers
 
 

@@ -123,6 +123,13 @@ def test_run_select_and_cache(tmp_cache, monkeypatch):
     np.testing.assert_array_equal(xs[idx].numpy(), x.numpy())
     with pytest.raises(SoftlibError, match="correctly classified"):
         transfer.select_correct(models, ds, 10_000, device=DEV, progress=False)
+    # strict=False (smoke profile): all-correct images first, then those most models get right
+    xa, ya, ia = transfer.select_correct(models, ds, 60, device=DEV, progress=False, strict=False, max_scan=80)
+    with torch.no_grad():
+        right = sum((m(xa).argmax(1) == ya).long() for m in models.values())
+    assert len(ia) == 60 and len(set(ia.tolist())) == 60 and (np.diff(right.numpy()) <= 0).all()
+    with pytest.raises(SoftlibError, match="looked at"):
+        transfer.select_correct(models, ds, 90, device=DEV, progress=False, strict=False, max_scan=80)
 
     setting = transfer.Setting("toy", models, x, y, idx, num_classes=4)
     calls = []
@@ -209,3 +216,15 @@ def test_imagenet_path_on_synthetic_data(tmp_path, monkeypatch):
         imagenet.val_dataset(root=root, num_classes=1000)
     with pytest.raises(MissingDataError, match="validation images"):
         imagenet.val_dataset(root=tmp_path / "nowhere")
+
+
+def test_paper_reference_numbers():
+    from softlib.paper import misleading_softmax as p
+
+    f1, f2 = p.figure_table(1), p.figure_table(2)
+    assert f1["ca1"].tolist() == [20.0, 1e2, 5e2, 4e3] and (f1["confidence"].iloc[1:] == 1.0).all()
+    assert f2["confidence"].is_monotonic_decreasing and f2["ca1"].is_monotonic_increasing
+    assert (p.NATURAL_MAX_ACTIVATION, p.NATURAL_MAX_TARGET_ACTIVATION) == (52.0, 23.0)
+    assert (p.N_IMAGES, p.N_ITERATIONS, p.ALPHA, p.ALPHA_BETA_RANGE) == (2500, 500, 0.15, (0.05, 0.1))
+    with pytest.raises(SoftlibError, match="figure"):
+        p.figure_table(3)

@@ -15,6 +15,11 @@ immediately jumps to 100%" (figure 3a).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 SOURCE = "004"
 
 #: The model of figures 1 and 2 (004 section 2) and the three models of appendix B.
@@ -75,7 +80,7 @@ CLAIMS = {
 }
 
 
-def figure_table(figure: int) -> "pd.DataFrame":  # noqa: F821
+def figure_table(figure: int) -> pd.DataFrame:
     """Figure 1 or 2 as a DataFrame (one row per panel)."""
     import pandas as pd
 
