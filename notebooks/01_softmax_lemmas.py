@@ -360,3 +360,10 @@ display(Markdown(
 # in any precision it can be steered (Lemma 2.2). **Chapter 04** measures both on trained
 # networks: over-optimised adversarial examples whose confidence sits at 1.0 while their
 # logits, and their transferability, keep growing (004 figures 3 to 5).
+
+# %%
+from softlib.record import record
+
+record("01_softmax_lemmas", prof.name, {
+    "saturation": table[["dtype", "num_classes", "gap_measured", "gap_predicted"]].to_dict("records"),
+})

@@ -457,4 +457,10 @@ display(Markdown(
 ))
 
 # %%
+from softlib.record import record
+
+record("04_overoptimization_transferability", prof.name, {
+    "saturation": sat.to_dict("records"),
+    "correlations": corr[cols].to_dict("records"),
+}, wall_s=time.perf_counter() - t0)
 display(Markdown(f"Notebook ran in {time.perf_counter() - t0:.0f} s (profile {prof.name})."))

@@ -18,6 +18,10 @@ os.environ["SOFTLIB_CACHE"] = os.environ["SOFTLIB_TEST_CACHE"]
 # recorded numbers and timings of test runs go to a temp folder, not the repository's results/
 os.environ.setdefault("SOFTLIB_RESULTS", tempfile.mkdtemp(prefix="softlib-test-results-"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# notebook kernels and child processes import softlib from this checkout
+_repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _repo not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_repo, os.environ.get("PYTHONPATH", "")) if p)
 
 import torch  # noqa: E402
 

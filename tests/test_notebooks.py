@@ -111,3 +111,23 @@ def test_book_in_headless_chromium(built_book):
             broken = [s for s, w in sizes if not w]
             assert not broken, f"{py.stem}: figures that do not load: {broken}"
         browser.close()
+
+
+def _strip_times(obj):
+    """Drop wall-time fields (``*_s``): everything else a chapter records must repeat exactly."""
+    if isinstance(obj, dict):
+        return {k: _strip_times(v) for k, v in obj.items() if not k.endswith("_s")}
+    if isinstance(obj, list):
+        return [_strip_times(v) for v in obj]
+    return obj
+
+
+def test_chapter_numbers_are_reproducible(built_book, tmp_path, monkeypatch):
+    """Chapter 02 again, from an empty cache (models retrained, sets regenerated): identical numbers."""
+    first = json.loads((results_dir() / "smoke" / "02_logit_distributions.json").read_text())
+    monkeypatch.setenv("SOFTLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SOFTLIB_RESULTS", str(tmp_path / "results"))
+    run_all("smoke", tmp_path / "chapters", only=["02"])
+    second = json.loads((tmp_path / "results" / "smoke" / "02_logit_distributions.json").read_text())
+    assert second["numbers"]["model"]["cache_key"] == first["numbers"]["model"]["cache_key"]
+    assert _strip_times(second["numbers"]) == _strip_times(first["numbers"])
