@@ -26,7 +26,6 @@ benchmark writes the ``"detectors"`` key of the same file). Under 3 minutes on a
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -36,15 +35,14 @@ from typing import Any
 
 import torch
 import torchattacks
-from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from softlib import zoo  # noqa: E402
 from softlib.attacks import make_attack, run_attack  # noqa: E402
-from softlib.cache import atomic_write_json  # noqa: E402
 from softlib.data import load_split  # noqa: E402
+from softlib.record import merge_json  # noqa: E402
 from softlib.runtime import get_device  # noqa: E402
 
 EPS = 0.3  # 000 section 3.1
@@ -189,15 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total {total:.1f} s")
     if not args.no_write:
         out = ROOT / "results" / f"bench-{device_slug()}.json"
-        out.parent.mkdir(exist_ok=True)
-        with FileLock(str(out) + ".lock"):
-            data = json.loads(out.read_text()) if out.exists() else {}
-            data["attacks"] = {"rows": rows, "model": model_desc, "model_cache_key": model.cache_key,
-                               "test_acc": model.meta["test_acc"], "eps": EPS, "device": str(get_device()),
-                               "platform": platform.platform(), "torch": torch.__version__,
-                               "torchattacks": torchattacks.__version__, "threads": torch.get_num_threads(),
-                               "quick": bool(args.quick), "wall_s": round(total, 1)}
-            atomic_write_json(out, data)
+        merge_json(out, "attacks", {
+            "rows": rows, "model": model_desc, "model_cache_key": model.cache_key,
+            "test_acc": model.meta["test_acc"], "eps": EPS, "device": str(get_device()),
+            "platform": platform.platform(), "torch": torch.__version__,
+            "torchattacks": torchattacks.__version__, "threads": torch.get_num_threads(),
+            "quick": bool(args.quick), "wall_s": round(total, 1)})
         print(f"wrote {out.relative_to(ROOT)}")
     return 0
 

@@ -23,12 +23,12 @@ table with the ratio ours / each reference and merges a ``"detectors"`` key into
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,8 +36,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from softlib.cache import atomic_write_json  # noqa: E402
 from softlib.detectors import KDE, TrustScore  # noqa: E402
+from softlib.record import merge_json  # noqa: E402
 from softlib.runtime import get_device  # noqa: E402
 
 
@@ -161,7 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fit {n_fit}, score {n_score} (references timed on {min(args.n_ref, n_score)} and scaled)")
     print(f"{'task':52s} {'ours s':>7s} {'reference':>37s} {'ref s':>7s} {'ours/ref':>8s} {'max|diff|':>9s}")
     for r in rows:
-        f = r["fastest_reference"]
         for i, k in enumerate(sorted(r["references_s"], key=r["references_s"].get)):
             head = f"{r['task']:52s} {r['ours_s']:7.3f}" if i == 0 else f"{'':52s} {'':7s}"
             print(f"{head} {k:>37s} {r['references_s'][k]:7.3f} {r['ours_s'] / r['references_s'][k]:8.2f} "
@@ -170,11 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"total {total:.1f} s")
     if not args.no_write:
         out = ROOT / "results" / f"bench-{device_slug()}.json"
-        data = json.loads(out.read_text()) if out.exists() else {}
-        data["detectors"] = {"rows": rows, "device": str(get_device()), "platform": platform.platform(),
-                             "torch": torch.__version__, "threads": torch.get_num_threads(),
-                             "quick": bool(args.quick), "wall_s": round(total, 1)}
-        atomic_write_json(out, data)
+        merge_json(out, "detectors", {  # bench_attacks.py writes the "attacks" key of the same file
+            "rows": rows, "device": str(get_device()), "platform": platform.platform(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "quick": bool(args.quick), "wall_s": round(total, 1)})
         print(f"wrote {out.relative_to(ROOT)}")
     return 0
 

@@ -39,13 +39,18 @@ from .validate import CorruptEntryError, SoftlibError
 CACHE_FORMAT = 1
 
 
-def cache_root() -> Path:
-    """The cache folder: ``$SOFTLIB_CACHE``, else ``$XDG_CACHE_HOME/softlib`` (``~/.cache/softlib``)."""
-    env = os.environ.get("SOFTLIB_CACHE")
+def user_dir(env_var: str, name: str) -> Path:
+    """``$env_var`` if set, else ``$XDG_CACHE_HOME/<name>`` (``~/.cache/<name>``)."""
+    env = os.environ.get(env_var)
     if env:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "softlib"
+    return Path(base) / name
+
+
+def cache_root() -> Path:
+    """The cache folder: ``$SOFTLIB_CACHE``, else ``$XDG_CACHE_HOME/softlib`` (``~/.cache/softlib``)."""
+    return user_dir("SOFTLIB_CACHE", "softlib")
 
 
 def spec_key(spec: dict[str, Any]) -> str:

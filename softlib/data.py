@@ -28,7 +28,6 @@ import argparse
 import functools
 import gzip
 import hashlib
-import io
 import os
 import pickle
 import shutil
@@ -107,11 +106,9 @@ _HOW_TO_ADD = {
 
 def data_root() -> Path:
     """The data root: ``$SOFTLIB_DATA``, else ``$XDG_CACHE_HOME/softlib-data`` (``~/.cache/softlib-data``)."""
-    env = os.environ.get("SOFTLIB_DATA")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "softlib-data"
+    from .cache import user_dir
+
+    return user_dir("SOFTLIB_DATA", "softlib-data")
 
 
 def dataset_dir(name: str, root: Path | None = None) -> Path:

@@ -150,7 +150,7 @@ class Detector(BaseEstimator):
             return X.argmax(axis=1)
         return _labels("y_pred", y_pred, len(X))
 
-    def fit(self, X: Any, y: Any = None) -> "Detector":  # pragma: no cover - overridden
+    def fit(self, X: Any, y: Any = None) -> Detector:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def score_samples(self, X: Any, y_pred: Any = None) -> np.ndarray:  # pragma: no cover
@@ -171,7 +171,7 @@ class SoftmaxBaseline(Detector):
         self.feature = feature
         self.temperature = temperature
 
-    def fit(self, X: Any, y: Any = None) -> "SoftmaxBaseline":
+    def fit(self, X: Any, y: Any = None) -> SoftmaxBaseline:
         """Nothing to learn; records the feature width."""
         arr = self._check_X(X, fitting=True)
         check_float("temperature", self.temperature, low=1e-6)
@@ -194,7 +194,7 @@ class MaxLogit(Detector):
     def __init__(self, feature: str = "logits") -> None:
         self.feature = feature
 
-    def fit(self, X: Any, y: Any = None) -> "MaxLogit":
+    def fit(self, X: Any, y: Any = None) -> MaxLogit:
         self.n_features_in_ = self._check_X(X, fitting=True).shape[1]
         return self
 
@@ -215,7 +215,7 @@ class Energy(Detector):
         self.feature = feature
         self.temperature = temperature
 
-    def fit(self, X: Any, y: Any = None) -> "Energy":
+    def fit(self, X: Any, y: Any = None) -> Energy:
         check_float("temperature", self.temperature, low=1e-6)
         self.n_features_in_ = self._check_X(X, fitting=True).shape[1]
         return self
@@ -249,7 +249,7 @@ class KDE(Detector):
         self.rcond = rcond
         self.device = device
 
-    def fit(self, X: Any, y: Any = None) -> "KDE":
+    def fit(self, X: Any, y: Any = None) -> KDE:
         """Fit on legitimate features only (``y`` is ignored)."""
         arr = self._check_X(X, fitting=True)
         n, d = arr.shape
@@ -305,7 +305,7 @@ class ClassConditionalKDE(Detector):
         self.bandwidth = bandwidth
         self.device = device
 
-    def fit(self, X: Any, y: Any = None) -> "ClassConditionalKDE":
+    def fit(self, X: Any, y: Any = None) -> ClassConditionalKDE:
         arr = self._check_X(X, fitting=True)
         if y is None:
             raise SoftlibError("ClassConditionalKDE.fit needs y, the class labels of the legitimate inputs")
@@ -372,7 +372,7 @@ class TrustScore(Detector):
             return "brute" if (_device(self.device).type == "cuda" or d > 16) else "kd_tree"
         return algo
 
-    def fit(self, X: Any, y: Any = None) -> "TrustScore":
+    def fit(self, X: Any, y: Any = None) -> TrustScore:
         arr = self._check_X(X, fitting=True)
         if y is None:
             raise SoftlibError("TrustScore.fit needs y, the class labels of the training inputs")
@@ -461,7 +461,7 @@ class Mahalanobis(Detector):
         self.feature = feature
         self.device = device
 
-    def fit(self, X: Any, y: Any = None) -> "Mahalanobis":
+    def fit(self, X: Any, y: Any = None) -> Mahalanobis:
         from scipy.linalg import pinvh
 
         arr = self._check_X(X, fitting=True)
@@ -558,7 +558,7 @@ class NNDetector(Detector):
         train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
         return train_idx, val_idx
 
-    def fit(self, X: Any, y: Any = None) -> "NNDetector":
+    def fit(self, X: Any, y: Any = None) -> NNDetector:
         """Train on features ``X`` with ``y`` = 1 legitimate / 0 other (both must occur)."""
         arr = self._check_X(X, fitting=True)
         if y is None:

@@ -10,7 +10,6 @@ that fails stops the build with the notebook's name and the failing cell.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -116,16 +115,11 @@ def write_status_pages(out_dir: Path) -> None:
     (out_dir / "data_status.md").write_text("\n".join(lines) + "\n")
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _report(profile: str, timings: list[Timing]) -> None:
     import torch
+
+    from .cache import atomic_write_json
+    from .record import git_commit, results_dir
 
     total = sum(t.seconds for t in timings if t.ok)
     print(f"\n{'notebook':40s} {'seconds':>9s}")
@@ -133,12 +127,9 @@ def _report(profile: str, timings: list[Timing]) -> None:
         print(f"{t.notebook:40s} {t.seconds:9.1f}" + ("" if t.ok else "  FAILED"))
     print(f"{'total':40s} {total:9.1f}\n")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
-    record = {"profile": profile, "commit": _git_commit(), "device": device, "platform": platform.platform(),
+    record = {"profile": profile, "commit": git_commit(), "device": device, "platform": platform.platform(),
               "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "total_s": total,
               "notebooks": [t.__dict__ for t in timings]}
-    from .cache import atomic_write_json
-    from .record import results_dir
-
     atomic_write_json(results_dir() / f"timings-{profile}.json", record)
 
 

@@ -50,7 +50,8 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _commit() -> str:
+def git_commit() -> str:
+    """The short commit of this checkout, or "unknown"."""
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                               text=True, timeout=10).stdout.strip() or "unknown"
@@ -67,7 +68,7 @@ def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float
     if not isinstance(numbers, dict):
         raise SoftlibError(f"numbers must be a dict, got {type(numbers).__name__}")
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
-    payload = {"chapter": chapter, "profile": profile, "commit": _commit(), "device": device,
+    payload = {"chapter": chapter, "profile": profile, "commit": git_commit(), "device": device,
                "platform": platform.platform(), "torch": torch.__version__,
                "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": wall_s, "numbers": _plain(numbers)}
     path = results_dir() / profile / f"{chapter}.json"
@@ -82,3 +83,18 @@ def load(chapter: str, profile: str) -> dict[str, Any] | None:
         if path.exists():
             return json.loads(path.read_text())
     return None
+
+
+def merge_json(path: Path, key: str, value: Any) -> None:
+    """Set ``key`` of the JSON object in ``path`` under a file lock (benchmarks share one file per device)."""
+    from filelock import FileLock
+
+    from .cache import atomic_write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[key] = _plain(value)
+        atomic_write_json(path, data)
+    Path(str(path) + ".lock").unlink(missing_ok=True)

@@ -127,7 +127,7 @@ def softmax(
     return e / total.unsqueeze(-1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def torch_upcasts(dtype: str, device: str = "cpu") -> bool:
     """Whether ``torch.softmax`` in ``dtype`` computes in float32 and rounds once.
 

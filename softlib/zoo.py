@@ -27,10 +27,12 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .cache import Entry, entry_lock, spec_key
 from .data import DATASETS, load_split, num_classes
-from .models import ARCHS, CODE_VERSION as MODELS_VERSION, build_model
+from .models import ARCHS, build_model
+from .models import CODE_VERSION as MODELS_VERSION
 from .profiles import Profile, get_profile
 from .runtime import get_device, seed_everything
-from .train import CODE_VERSION as TRAIN_VERSION, Recipe, accuracy, recipe_for, train_model
+from .train import CODE_VERSION as TRAIN_VERSION
+from .train import Recipe, accuracy, recipe_for, train_model
 from .validate import CorruptEntryError, SoftlibError, check_choice, check_int
 
 _EPOCHS_FIELD = {"cnn": "cnn_epochs", "wrn": "wrn_epochs", "resnet": "resnet_epochs", "mlp": "mlp_epochs"}
