@@ -102,7 +102,7 @@ PROFILES: dict[str, Profile] = {
         mlp_epochs=3,
         resnet_depth=8,
         resnet_epochs=3,
-        resnet_grid_epochs=1,
+        resnet_grid_epochs=2,
         n_figure=500,
         n_test=500,
         n_fit=2000,
@@ -120,7 +120,7 @@ PROFILES: dict[str, Profile] = {
         shortcuts=(
             "12,000 of the 60,000 MNIST training images, 3 CNN epochs instead of 30; "
             "WRN-10-1 for 2 epochs instead of WRN-28-8; ResNet-8 with batch 64 (more steps for the "
-            "same compute) instead of ResNet-32 with batch 256 (grid models: 1 epoch); "
+            "same compute) instead of ResNet-32 with batch 256 (grid models: 2 epochs); "
             "500 images per evaluation set instead of 1000/2000, 2000 to fit detectors "
             "instead of 5000; a 3x3 instead of 6x6 regularisation grid; "
             "100 images x 100 iterations for transferability instead of 2500 x 500"
