@@ -302,3 +302,12 @@ Data set: {dataset}; profile `{prof.name}`; {epochs} training epoch(s) per model
 Chapter wall time: {wall:.0f} s (models and attacks are
 cached: a second run is much faster).
 """))
+
+# %%
+from softlib.record import record
+
+record("05_detection_vs_robustness", prof.name, {
+    "dataset": dataset, "test_acc": test_acc, "kde_auc": auc_tab.to_dict("records"),
+    "mean_accuracy_over_eps": curve.to_dict(), "grid": grid_df.to_dict("records"),
+    "grid_correlation": {"rho": corr["rho"], "p_value": corr["p_value"], "n": corr["n"]},
+}, wall_s=wall)
