@@ -10,6 +10,7 @@ that fails stops the build with the notebook's name and the failing cell.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -113,6 +114,45 @@ def write_status_pages(out_dir: Path) -> None:
     lines = ["| data set | state | how it is obtained |", "|---|---|---|"]
     lines += [f"| {r['data set']} | {r['state']} | {r['source']} |" for r in rows]
     (out_dir / "data_status.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "recorded_runs.md").write_text(recorded_runs_page())
+
+
+def recorded_runs_page() -> str:
+    """A page listing the recorded key numbers per profile (``results/<profile>/*.json``), with provenance.
+
+    The paper profile is meant for a GPU: its files are recorded there and committed, and
+    this page (built on any machine) says where each number came from, or that none exist yet.
+    """
+    from .record import REPO as _repo
+
+    lines = ["# Recorded runs", "",
+             "Each chapter writes its key numbers to `results/<profile>/<chapter>.json` "
+             "(`softlib.record`). The chapters of this copy were executed live in the profile "
+             "named on each page; the files below are the runs recorded in the repository, with "
+             "the commit, device and wall time that produced them.", ""]
+    for profile in ("paper", "quick"):
+        files = sorted((_repo / "results" / profile).glob("*.json"))
+        lines.append(f"## Profile `{profile}`")
+        lines.append("")
+        if not files:
+            lines.append(f"No `{profile}`-profile run is recorded yet"
+                         + (" (it needs a GPU: `make book PROFILE=paper`, then commit `results/paper/`)."
+                            if profile == "paper" else "."))
+            lines.append("")
+            continue
+        lines += ["| chapter | commit | device | when | wall time (s) |", "|---|---|---|---|---|"]
+        for f in files:
+            d = json.loads(f.read_text())
+            wall = d.get("wall_s")
+            lines.append(f"| {d.get('chapter', f.stem)} | `{d.get('commit', '?')}` | {d.get('device', '?')} | "
+                         f"{d.get('when', '?')} | {'' if wall is None else f'{wall:.0f}'} |")
+        lines.append("")
+    timing = _repo / "results" / "timings-quick.json"
+    if timing.exists():
+        t = json.loads(timing.read_text())
+        lines += [f"Latest recorded quick build: {t['total_s']:.0f} s of notebook execution on {t['device']} "
+                  f"(commit `{t['commit']}`).", ""]
+    return "\n".join(lines)
 
 
 def _report(profile: str, timings: list[Timing]) -> None:
