@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .runtime import batched, get_device
+from .runtime import batched
 from .validate import SoftlibError, check_choice, check_int
 
 ARCHS = ("cnn", "wrn", "resnet", "mlp")
@@ -251,7 +251,3 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512,
                 "hidden": np.zeros((0, 0), np.float32)}
     return {"logits": torch.cat(logits).numpy(), "hidden": torch.cat(hidden).numpy()}
 
-
-def default_device() -> torch.device:
-    """Alias of :func:`softlib.runtime.get_device` for notebooks."""
-    return get_device()

@@ -123,15 +123,13 @@ def recorded_runs_page() -> str:
     The paper profile is meant for a GPU: its files are recorded there and committed, and
     this page (built on any machine) says where each number came from, or that none exist yet.
     """
-    from .record import REPO as _repo
-
     lines = ["# Recorded runs", "",
              "Each chapter writes its key numbers to `results/<profile>/<chapter>.json` "
              "(`softlib.record`). The chapters of this copy were executed live in the profile "
              "named on each page; the files below are the runs recorded in the repository, with "
              "the commit, device and wall time that produced them.", ""]
     for profile in ("paper", "quick"):
-        files = sorted((_repo / "results" / profile).glob("*.json"))
+        files = sorted((REPO / "results" / profile).glob("*.json"))
         lines.append(f"## Profile `{profile}`")
         lines.append("")
         if not files:
@@ -147,7 +145,7 @@ def recorded_runs_page() -> str:
             lines.append(f"| {d.get('chapter', f.stem)} | `{d.get('commit', '?')}` | {d.get('device', '?')} | "
                          f"{d.get('when', '?')} | {'' if wall is None else f'{wall:.0f}'} |")
         lines.append("")
-    timing = _repo / "results" / "timings-quick.json"
+    timing = REPO / "results" / "timings-quick.json"
     if timing.exists():
         t = json.loads(timing.read_text())
         lines += [f"Latest recorded quick build: {t['total_s']:.0f} s of notebook execution on {t['device']} "
@@ -156,18 +154,15 @@ def recorded_runs_page() -> str:
 
 
 def _report(profile: str, timings: list[Timing]) -> None:
-    import torch
-
     from .cache import atomic_write_json
-    from .record import git_commit, results_dir
+    from .record import device_label, git_commit, results_dir
 
     total = sum(t.seconds for t in timings if t.ok)
     print(f"\n{'notebook':40s} {'seconds':>9s}")
     for t in timings:
         print(f"{t.notebook:40s} {t.seconds:9.1f}" + ("" if t.ok else "  FAILED"))
     print(f"{'total':40s} {total:9.1f}\n")
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
-    record = {"profile": profile, "commit": git_commit(), "device": device, "platform": platform.platform(),
+    record = {"profile": profile, "commit": git_commit(), "device": device_label(), "platform": platform.platform(),
               "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "total_s": total,
               "notebooks": [t.__dict__ for t in timings]}
     atomic_write_json(results_dir() / f"timings-{profile}.json", record)

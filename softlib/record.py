@@ -1,9 +1,10 @@
 """Recording a chapter's key numbers as JSON (with commit, device, versions, wall time).
 
 Notebooks call :func:`record` at the end; the files land in
-``results/<profile>/<chapter>.json`` (or ``$SOFTLIB_RESULTS``). The paper-profile
-files recorded on a GPU are committed, and the book shows them beside the live
-quick-profile numbers; the test suite compares two smoke runs through them.
+``results/<profile>/<chapter>.json`` (or ``$SOFTLIB_RESULTS``). Recorded files are
+committed (the quick run now; the paper run once a GPU has made it) and listed with
+their provenance on the book's "Recorded runs" page; the test suite compares two
+smoke runs through them.
 """
 
 from __future__ import annotations
@@ -50,6 +51,13 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def device_label() -> str:
+    """The GPU's name, or ``cpu (N cores)``: what recorded numbers and timings ran on."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+
+
 def git_commit() -> str:
     """The short commit of this checkout, or "unknown"."""
     try:
@@ -67,8 +75,7 @@ def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float
 
     if not isinstance(numbers, dict):
         raise SoftlibError(f"numbers must be a dict, got {type(numbers).__name__}")
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
-    payload = {"chapter": chapter, "profile": profile, "commit": git_commit(), "device": device,
+    payload = {"chapter": chapter, "profile": profile, "commit": git_commit(), "device": device_label(),
                "platform": platform.platform(), "torch": torch.__version__,
                "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": wall_s, "numbers": _plain(numbers)}
     path = results_dir() / profile / f"{chapter}.json"

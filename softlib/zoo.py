@@ -33,7 +33,7 @@ from .profiles import Profile, get_profile
 from .runtime import get_device, seed_everything
 from .train import CODE_VERSION as TRAIN_VERSION
 from .train import Recipe, accuracy, recipe_for, train_model
-from .validate import CorruptEntryError, SoftlibError, check_choice, check_int
+from .validate import CorruptEntryError, check_choice, check_int
 
 _EPOCHS_FIELD = {"cnn": "cnn_epochs", "wrn": "wrn_epochs", "resnet": "resnet_epochs", "mlp": "mlp_epochs"}
 
@@ -169,13 +169,3 @@ def cached_meta(arch: str, dataset: str, profile: Profile | str, seed: int = 0, 
         warnings.simplefilter("ignore")
         return Entry("models", spec_key({"kind": "model", **spec}), ".safetensors").read_valid()
 
-
-def describe(model: torch.nn.Module) -> str:
-    """One line: architecture, data, loss, epochs, test accuracy, cache key."""
-    meta = getattr(model, "meta", None)
-    if not meta:
-        raise SoftlibError("describe() needs a model returned by zoo.get_model")
-    s = meta["spec"]
-    return (f"{s['arch']} {s['options']} on {s['dataset']} ({s['train_size'] or 'all'} training images, "
-            f"{s['epochs']} epochs, loss {s['loss']}): test accuracy {100 * meta['test_acc']:.2f}% "
-            f"[cache {meta['key']}]")
