@@ -61,7 +61,8 @@ def model_spec(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *
     check_choice("loss", loss, LOSSES)
     check_int("seed", seed, low=0)
     epochs = check_int("epochs", epochs if epochs is not None else getattr(prof, _EPOCHS_FIELD[arch]), low=1)
-    n_train = train_size if train_size is not None else prof.train_size
+    default_n = prof.cnn_train_size if arch == "cnn" else prof.train_size
+    n_train = train_size if train_size is not None else default_n
     if n_train is not None:
         check_int("train_size", n_train, low=10)
     in_ch, size = (3, 32) if dataset == "cifar10" else (1, 28)
@@ -79,6 +80,8 @@ def _recipe(arch: str, dataset: str, prof: Profile) -> dict[str, Any]:
     recipe = asdict(recipe_for(arch, dataset))
     if arch == "resnet" and prof.resnet_batch:
         recipe["batch_size"] = prof.resnet_batch  # a quick-profile shortcut, named in profiles.py
+    if arch == "cnn" and prof.cnn_cosine:
+        recipe["cosine"] = True  # quick profile: decay to converge in 3 epochs (000 trains 30 at a constant rate)
     return recipe
 
 
