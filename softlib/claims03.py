@@ -217,4 +217,22 @@ def results_for_claims(auroc: Mapping[Any, Any], groups: Mapping[str, list[str]]
             "setting": setting, "stand_in": stand_in}
 
 
-__all__ = ["CLAIMS", "Estimate", "results_for_claims", "NOT_HELD"]
+
+
+def auroc_table(r: Mapping[str, Any], keys: list[tuple[str, str]], paper_value: Any) -> Any:
+    """Group-average AUROC of each (detector, feature): paper, ours, its 95% interval, diff.
+
+    ``paper_value(group, detector, feature)`` returns the paper's number or NaN.
+    """
+    import pandas as pd
+
+    rows = []
+    for d, f in keys:
+        if (d, f) not in r["auroc"]:
+            continue
+        for g in GROUPS:
+            e = estimate(grp(r, d, f, g))
+            p = float(paper_value(g, d, f))
+            rows.append({"group": g, "detector": d, "feature": f, "paper": p, "ours": e.value,
+                         "95% interval": f"[{e.low:.1f}, {e.high:.1f}]", "diff": e.value - p})
+    return pd.DataFrame(rows)

@@ -169,11 +169,34 @@ def _report(profile: str, timings: list[Timing]) -> None:
 
 
 def sync() -> None:
-    """Re-pair every ``notebooks/NN_*.py`` into an output-free ``.ipynb`` with the python3 kernelspec."""
+    """Re-pair every ``notebooks/NN_*.py`` into an output-free ``.ipynb`` with the python3 kernelspec.
+
+    Cell ids are derived from each cell's content (not random), and a notebook is rewritten
+    only when it changes: regenerating an unchanged chapter leaves git (and merges) quiet.
+    """
+    import hashlib
+
+    import jupytext
+    import nbformat
+
     for py in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py")):
-        subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", "--set-kernel", "python3",
-                        "--quiet", str(py)], check=True)
-        print(f"paired {py.name} -> {py.with_suffix('.ipynb').name}")
+        nb = jupytext.read(py)
+        nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+        nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+        seen: set[str] = set()
+        for i, cell in enumerate(nb.cells):
+            digest = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()
+            cid = digest[:8] if digest[:8] not in seen else hashlib.sha1(f"{i}{digest}".encode()).hexdigest()[:8]
+            seen.add(cid)
+            cell["id"] = cid
+            if cell.cell_type == "code":
+                cell["outputs"], cell["execution_count"] = [], None
+        text = nbformat.writes(nbformat.v4.upgrade(nb) if nb.nbformat < 4 else nb)
+        target = py.with_suffix(".ipynb")
+        if target.exists() and target.read_text() == text + "\n" or target.exists() and target.read_text() == text:
+            continue
+        target.write_text(text + "\n")
+        print(f"paired {py.name} -> {target.name}")
 
 
 def bench() -> None:
