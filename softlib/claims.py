@@ -156,6 +156,23 @@ def paired_bootstrap_diff(stat_fn: Callable[..., float], a_arrays: Sequence[Any]
     return _interval(point, stats, n, f"paired bootstrap ({n_boot}, 95%)")
 
 
+def two_sample_diff(a: Any, b: Any, *, stat: Callable[[np.ndarray], np.ndarray] | None = None, n_boot: int = 1000,
+                    seed: int = 0) -> Estimate:
+    """Interval of ``stat(a) - stat(b)`` for two independent samples (each resampled on its own).
+
+    ``stat`` maps a ``(B, n)`` array to ``B`` values along axis 1 (default: the mean).
+    """
+    _check_boot(n_boot, seed)
+    x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (a, b))
+    if x.size < 2 or y.size < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise SoftlibError(f"two_sample_diff needs >= 2 finite values per sample, got {x.size} and {y.size}")
+    f = stat or (lambda m: m.mean(axis=1))
+    rng = np.random.default_rng(seed)
+    point = float(f(x[None])[0] - f(y[None])[0])
+    reps = f(x[rng.integers(0, x.size, (n_boot, x.size))]) - f(y[rng.integers(0, y.size, (n_boot, y.size))])
+    return _interval(point, np.asarray(reps, dtype=np.float64), x.size + y.size, f"bootstrap ({n_boot}, 95%)")
+
+
 def seed_interval(values: Sequence[float]) -> Estimate:
     """Mean over training seeds with a t-based 95% interval (one value: a zero-width interval)."""
     from scipy import stats
