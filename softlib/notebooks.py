@@ -78,21 +78,55 @@ def execute(path: Path, out: Path, parameters: dict[str, Any], *, cwd: Path | No
     return time.perf_counter() - t0
 
 
+def _previous_seconds(profile: str) -> dict[str, float]:
+    """Per-notebook seconds of the last recorded build of ``profile`` (for an ETA), if any."""
+    from .record import results_dir
+
+    try:
+        d = json.loads((results_dir() / f"timings-{profile}.json").read_text())
+        return {t["notebook"]: float(t["seconds"]) for t in d.get("notebooks", []) if t.get("ok")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _say(msg: str, log: Path | None) -> None:
+    line = f"{time.strftime('%H:%M:%S')} {msg}"
+    print(line, flush=True)
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(line + "\n")
+
+
 def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
             extra: dict[str, Any] | None = None) -> list[Timing]:
-    """Execute the chapters in order; stop at the first failure (re-raised after timings are written)."""
+    """Execute the chapters in order; stop at the first failure (re-raised after timings are written).
+
+    Progress goes to the terminal and to ``<out_dir>/run-<profile>.log`` (start and end of each
+    chapter, elapsed time, an ETA from the last recorded build of this profile). Each chapter
+    records its numbers when it ends, and models and sets are cached (training checkpoints every
+    epoch), so an interrupted run started again resumes where it stopped.
+    """
     check_choice("profile", profile, PROFILES)
+    paths = notebook_paths(only)
     write_status_pages(out_dir)
+    log = out_dir / f"run-{profile}.log"
+    previous = _previous_seconds(profile)
     timings: list[Timing] = []
     failure: Exception | None = None
-    for path in notebook_paths(only):
-        print(f"[{profile}] executing {path.name} ...", flush=True)
+    t_run = time.perf_counter()
+    for i, path in enumerate(paths):
+        left = [previous.get(p.stem) for p in paths[i:]]
+        eta = (f"; ETA {sum(left) / 60:.0f} min (last recorded {profile} build)" if all(v is not None for v in left)
+               else "; no ETA (no complete recorded timing for this profile yet)")
+        _say(f"[{profile}] {i + 1}/{len(paths)} executing {path.name} (elapsed {(time.perf_counter() - t_run) / 60:.1f} min"
+             f"{eta})", log)
         try:
             secs = execute(path, out_dir / path.name, {"profile": profile, **(extra or {})})
             timings.append(Timing(path.stem, secs, True))
-            print(f"[{profile}] {path.name}: {secs:.1f} s", flush=True)
+            _say(f"[{profile}] {path.name}: {secs:.1f} s", log)
         except NotebookFailed as exc:
             timings.append(Timing(path.stem, float("nan"), False))
+            _say(f"[{profile}] {path.name} FAILED: {exc}", log)
             failure = exc
             break
     _report(profile, timings)
@@ -162,9 +196,17 @@ def _report(profile: str, timings: list[Timing]) -> None:
     for t in timings:
         print(f"{t.notebook:40s} {t.seconds:9.1f}" + ("" if t.ok else "  FAILED"))
     print(f"{'total':40s} {total:9.1f}\n")
-    record = {"profile": profile, "commit": git_commit(), "device": device_label(), "platform": platform.platform(),
-              "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "total_s": total,
-              "notebooks": [t.__dict__ for t in timings]}
+    # a run of some chapters keeps the others' last timings (each entry says when and where it ran)
+    now, dev, commit = time.strftime("%Y-%m-%dT%H:%M:%S"), device_label(), git_commit()
+    rows = {t.notebook: {**t.__dict__, "when": now, "device": dev, "commit": commit} for t in timings}
+    try:
+        old = json.loads((results_dir() / f"timings-{profile}.json").read_text()).get("notebooks", [])
+        rows = {**{o["notebook"]: o for o in old if isinstance(o, dict) and "notebook" in o}, **rows}
+    except (OSError, ValueError, AttributeError):
+        pass
+    record = {"profile": profile, "commit": commit, "device": dev, "platform": platform.platform(),
+              "when": now, "total_s": sum(r["seconds"] for r in rows.values() if r.get("ok")),
+              "notebooks": sorted(rows.values(), key=lambda r: r["notebook"])}
     atomic_write_json(results_dir() / f"timings-{profile}.json", record)
 
 
