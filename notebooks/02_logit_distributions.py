@@ -41,7 +41,7 @@ seed = 0
 attacks = ["fgsm", "bim", "deepfool", "maxconf"]  # 000 section 3.1; "pgd" may be added
 ood = ["gaussian", "uniform", "cifar10", "fashion_mnist"]  # 000 section 3.1 ("mnist" for a CIFAR-10 model)
 errors = True  # add 002's errors set (7x7 black patch, misclassified)
-other_models = "auto"  # the WRN / CIFAR-10 section: "auto" = paper profile on a GPU only; True / False
+other_models = "auto"  # "auto" (paper profile on a GPU), True or False: the WRN-28-8 and CIFAR-10 section
 
 # %%
 import time
