@@ -365,7 +365,8 @@ display(Markdown(
 # ## The claims, decided
 #
 # The lemmas are statements about arithmetic, so their numbers are exact (no sampling, no
-# interval). The claims and their tests live in `softlib.claims01`.
+# interval) and the same in every profile: this chapter has no paper-settings run to compare
+# with. The claims and their tests live in `softlib.claims01`.
 
 # %%
 from myst_nb import glue

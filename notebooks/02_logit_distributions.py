@@ -359,6 +359,7 @@ results02 = {
 }
 claim_table = claims.evaluate(claims02.CLAIMS, results02)
 display(claims.display_table(claim_table).style.hide(axis="index"))
+display(Markdown(claims.recorded_note("02_logit_distributions")))
 counts = claim_table["verdict"].value_counts()
 glue("n_claims_02", len(claim_table), display=False)
 glue("n_held_02", int(counts.get("held", 0)), display=False)
