@@ -180,9 +180,32 @@ def _build_legit(dataset: str, n: int, part: str, seed: int) -> tuple[dict, dict
              "note": f"{dataset} {part} images (all, whether the model gets them right or not)"})
 
 
+def _attack_chunk(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+                  settings: dict[str, Any], opts: dict[str, Any], batch_size: int, chunk_seed: int,
+                  chunk_spec: dict[str, Any] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of an adversarial set; with ``chunk_spec`` it is cached, so an interrupted build resumes."""
+    def attack() -> tuple[dict, dict]:
+        adv, success = _attacks.run_attack(name, model, x[idx], y[idx], eps=settings["eps"], batch_size=batch_size,
+                                           seed=chunk_seed, **opts)
+        return {"adv": adv.numpy(), "success": success.numpy()}, {}
+
+    if chunk_spec is None:
+        arrays, _ = attack()
+    else:
+        ids = hashlib.sha256(idx.numpy().astype(np.int64).tobytes()).hexdigest()[:16]
+        arrays, _ = cached_arrays("set-chunks", {**chunk_spec, "chunk_seed": chunk_seed, "source_ids": ids}, attack)
+    return torch.from_numpy(np.asarray(arrays["adv"], dtype=np.float32)), torch.from_numpy(np.asarray(arrays["success"], dtype=bool))
+
+
 def _build_adversarial(name: str, model: nn.Module, dataset: str, n: int, part: str, seed: int,
-                       settings: dict[str, Any], batch_size: int) -> tuple[dict, dict]:
-    """Attack correctly classified source images chunk by chunk until ``n`` successes."""
+                       settings: dict[str, Any], batch_size: int,
+                       chunk_spec: dict[str, Any] | None = None) -> tuple[dict, dict]:
+    """Attack correctly classified source images chunk by chunk until ``n`` successes.
+
+    With ``chunk_spec`` (the set's cache spec) every chunk's result is cached as it is made
+    (kind ``set-chunks``): a long build (the paper profile's MaxConfidence sets take an hour on a
+    CPU) that is interrupted resumes from its last finished chunk and gives the same set.
+    """
     x, y = _source(dataset, part)
     perm = torch.randperm(len(x), generator=generator(_subseed(seed, dataset, part, "order")))
     budget = min(len(x), MAX_TRY_FACTOR * max(n, 1))
@@ -200,8 +223,8 @@ def _build_adversarial(name: str, model: nn.Module, dataset: str, n: int, part: 
         idx = idx[ok]
         if len(idx) == 0:
             continue
-        adv, success = _attacks.run_attack(name, model, x[idx], y[idx], eps=settings["eps"], batch_size=batch_size,
-                                           seed=_subseed(seed, name, part, chunk_no), **opts)
+        adv, success = _attack_chunk(name, model, x, y, idx, settings, opts, batch_size,
+                                     _subseed(seed, name, part, chunk_no), chunk_spec)
         chunk_no += 1
         attacked += len(idx)
         succeeded += int(success.sum())
@@ -316,7 +339,8 @@ def get_set(name: str, model: nn.Module | None, *, profile: Profile | str, n: in
         if family == "legit":
             arrays, meta = _build_legit(dataset, n, part, seed)
         elif family == "adversarial":
-            arrays, meta = _build_adversarial(name, model, dataset, n, part, seed, settings, prof.eval_batch)
+            arrays, meta = _build_adversarial(name, model, dataset, n, part, seed, settings, prof.eval_batch,
+                                              chunk_spec=spec)
         elif family == "errors":
             arrays, meta = _build_errors(model, dataset, n, part, seed, prof.eval_batch)
         else:

@@ -199,3 +199,32 @@ def test_bad_arguments(fake_data, model):
     assert math.isclose(sets.attack_settings("bim", dataset="cifar10", profile="paper")["eps"], 8 / 255)
     assert sets.attack_settings("deepfool", dataset="mnist", profile="paper")["steps"] == 50
     assert np.isclose(sets.attack_settings("pgd", dataset="mnist", profile="quick")["step_size"], 0.03)
+
+
+def test_adversarial_set_build_resumes_from_cached_chunks(tmp_cache, monkeypatch):
+    """An interrupted build keeps its finished chunks; the rebuild reuses them and gives the same set."""
+    from softlib import attacks as A
+    from softlib import sets as S
+    from softlib import zoo
+    from softlib.profiles import get_profile
+
+    prof = get_profile("smoke", test_eval_size=64)
+    model = zoo.get_model("mlp", "mnist", prof, seed=0, epochs=1, train_size=256)
+    calls = {"n": 0}
+    real = A.run_attack
+
+    def counting(*args, **kw):
+        calls["n"] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(A, "run_attack", counting)
+    first = S.get_set("fgsm", model, profile=prof, n=100, part="test")
+    n_chunks = calls["n"]
+    assert n_chunks >= 1 and len(list((tmp_cache / "set-chunks").glob("*.npz"))) == n_chunks
+    # drop the finished set but keep its chunks (as if the process died before publishing it)
+    for f in (tmp_cache / "sets").glob(f"{first.meta['cache_key']}.*"):
+        f.unlink()
+    calls["n"] = 0
+    again = S.get_set("fgsm", model, profile=prof, n=100, part="test")
+    assert calls["n"] == 0, "chunks were attacked again"
+    assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y)
