@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .claims import HELD, NOT_HELD, NOT_TESTABLE, Claim, Estimate, Outcome, all_of, at_least, greater_than, less_than
+from .claims import HELD, NOT_TESTABLE, Claim, Outcome, all_of, at_least, greater_than, less_than
 from .resample import estimate, group_mean
 
 CHAPTER = "03_detectors"
