@@ -18,7 +18,7 @@ the data set's own name   ``legit``    in-distribution images of the split (all 
 ``cifar10``                            ``cifar10`` only when it is on disk
 ``natural``               ood          STAND-IN for CIFAR-10 (crops of scikit-learn's sample photos)
 ``errors``                errors       002 section 2.2: images with a random 7x7 black patch that the
-                                       model misclassifies
+                                       model misclassifies (``errors_rule``: see :data:`ERRORS_RULES`)
 ========================  ===========  ==================================================================
 
 ``part="test"`` draws source images from the test split, ``part="train"`` from the
@@ -26,8 +26,22 @@ training split (detector training data; disjoint from test by construction). Sou
 order is a permutation seeded by ``seed``; attacks with random starts are seeded too.
 When an attack or the patch does not always succeed, more source images are drawn
 until the set holds ``n`` examples or the budget of tries (:data:`MAX_TRY_FACTOR` x ``n``,
-and the size of the split for attacks) is spent; a set may then be smaller than
-``n``: ``meta`` records it (``n_tried``, ``success_rate``) and a warning says so.
+and the size of the split for attacks and the strict errors set) is spent; a set may then be
+smaller than ``n``: ``meta`` records it (``n_tried``, ``success_rate``) and a warning says so.
+
+The errors set has two rules (``get_set(..., errors_rule=...)``):
+
+``"strict"`` (default; 002 section 2.2 read literally)
+    "We generate misclassified images by adding 7x7 black patches to test set images. We
+    only keep the ones that are not classified correctly by the NN." Each source image the
+    model classifies *correctly* gets one 7x7 black patch at a uniformly random position,
+    once; it is kept when the patched image is misclassified. Every image of the split is
+    tried at most once, so with an accurate model the set can hold fewer than ``n`` images.
+``"loose"`` (this package before issue 18)
+    Every source image, correct or not, is tried with a new random patch position in each
+    round, up to :data:`ERRORS_TRY_FACTOR` x ``n`` tries (up to ~100 positions per image):
+    a patch position that fools the model is searched for, and images the model already
+    got wrong without a patch are kept too (``meta["already_wrong_without_patch"]``).
 """
 
 from __future__ import annotations
@@ -52,6 +66,9 @@ from .validate import MissingDataError, SoftlibError, check_choice, check_int
 
 #: Bump when a set's content for the same arguments changes (part of every cache key).
 CODE_VERSION = "sets-1"
+#: Bump when the errors set's content changes (part of its cache key only, so that adversarial
+#: sets, slow to build, are not rebuilt). errors-2: the strict rule (issue 18).
+ERRORS_CODE_VERSION = "errors-2"
 
 ADVERSARIAL = ("fgsm", "bim", "deepfool", "maxconf", "pgd")
 OOD = ("gaussian", "uniform", "fashion_mnist", "mnist", "cifar10", "natural")
@@ -64,6 +81,8 @@ MAX_TRY_FACTOR = 20
 ERRORS_TRY_FACTOR = 100
 #: 002 section 2.2: the errors set's black patch is 7x7.
 ERRORS_PATCH = 7
+#: How the errors set is built (module docstring): 002 read literally, or the older search.
+ERRORS_RULES = ("strict", "loose")
 
 #: Names for tables and figures.
 SET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "gaussian": "Gaussian",
@@ -243,8 +262,49 @@ def _build_adversarial(name: str, model: nn.Module, dataset: str, n: int, part: 
     return {"x": xs.numpy(), "y": ys.numpy(), "source_index": ii.numpy()}, meta
 
 
-def _build_errors(model: nn.Module, dataset: str, n: int, part: str, seed: int,
-                  batch_size: int) -> tuple[dict, dict]:
+def _build_errors_strict(model: nn.Module, dataset: str, n: int, part: str, seed: int,
+                         batch_size: int) -> tuple[dict, dict]:
+    """002 section 2.2 literally: one random 7x7 black patch on each correctly classified
+    source image (each image once), keep the ones the patch makes the model misclassify."""
+    x, y = _source(dataset, part)
+    perm = torch.randperm(len(x), generator=generator(_subseed(seed, dataset, part, "order")))
+    kept_x, kept_y, kept_i, kept_pos = [], [], [], []
+    drawn = tried = have = src_wrong = chunk_no = 0
+    while have < n and drawn < len(x):
+        rate = have / tried if tried else 0.05
+        size = min(len(x) - drawn, max(256, math.ceil((n - have) / max(rate, 0.005) * 1.1)))
+        idx = perm[drawn:drawn + size]
+        drawn += len(idx)
+        ok = _predict(model, x[idx], batch_size) == y[idx]  # 002: misclassifications *generated* by the patch
+        src_wrong += int((~ok).sum())
+        idx = idx[ok]
+        if len(idx) == 0:
+            continue
+        patched, where = _ood.add_black_patch(x[idx], size=ERRORS_PATCH, seed=_subseed(seed, "errors", part, chunk_no))
+        chunk_no += 1
+        tried += len(idx)
+        wrong = _predict(model, patched, batch_size) != y[idx]
+        kept_x.append(patched[wrong])
+        kept_y.append(y[idx][wrong])
+        kept_i.append(idx[wrong])
+        kept_pos.append(where[wrong])
+        have += int(wrong.sum())
+    cat = lambda parts, empty: torch.cat(parts)[:n] if parts else empty  # noqa: E731
+    meta = {"success_rate": have / tried if tried else float("nan"), "n_tried": tried, "n_drawn": drawn,
+            "source_errors": src_wrong, "eps": 0.0, "stand_in": False, "patch": ERRORS_PATCH,
+            "errors_rule": "strict", "already_wrong_without_patch": 0.0,
+            "note": (f"correctly classified {dataset} {part} images, each with one random {ERRORS_PATCH}x"
+                     f"{ERRORS_PATCH} black patch (one position per image), kept when the model then "
+                     "misclassifies them (002 section 2.2)")}
+    arrays = {"x": cat(kept_x, torch.zeros((0, *x.shape[1:]))).numpy(),
+              "y": cat(kept_y, torch.zeros(0, dtype=torch.long)).numpy(),
+              "source_index": cat(kept_i, torch.zeros(0, dtype=torch.long)).numpy(),
+              "patch_pos": cat(kept_pos, torch.zeros((0, 2), dtype=torch.long)).numpy()}
+    return arrays, meta
+
+
+def _build_errors_loose(model: nn.Module, dataset: str, n: int, part: str, seed: int,
+                        batch_size: int) -> tuple[dict, dict]:
     """Patch source images (one random 7x7 black square each, new positions each round), keep errors."""
     x, y = _source(dataset, part)
     perm = torch.randperm(len(x), generator=generator(_subseed(seed, dataset, part, "order")))
@@ -275,10 +335,11 @@ def _build_errors(model: nn.Module, dataset: str, n: int, part: str, seed: int,
     xs = cat(kept_x, torch.zeros((0, *x.shape[1:])))
     orig = cat(kept_orig_wrong, torch.zeros(0, dtype=torch.bool))
     meta = {"success_rate": have / tried if tried else float("nan"), "n_tried": tried, "eps": 0.0,
-            "stand_in": False, "patch": ERRORS_PATCH,
+            "stand_in": False, "patch": ERRORS_PATCH, "errors_rule": "loose",
             "already_wrong_without_patch": float(orig.float().mean()) if len(orig) else float("nan"),
             "note": (f"{dataset} {part} images with one random {ERRORS_PATCH}x{ERRORS_PATCH} black patch that the "
-                     "model misclassifies (002 section 2.2); an image may be tried with several patch positions")}
+                     "model misclassifies (loose rule: an image may be tried with several patch positions, "
+                     "and images already misclassified without a patch are kept)")}
     arrays = {"x": xs.numpy(), "y": cat(kept_y, torch.zeros(0, dtype=torch.long)).numpy(),
               "source_index": cat(kept_i, torch.zeros(0, dtype=torch.long)).numpy(),
               "patch_pos": cat(kept_pos, torch.zeros((0, 2), dtype=torch.long)).numpy()}
@@ -293,17 +354,19 @@ def _build_ood(name: str, dataset: str, n: int, part: str, seed: int) -> tuple[d
 
 
 def get_set(name: str, model: nn.Module | None, *, profile: Profile | str, n: int, part: str = "test",
-            dataset: str = "mnist", seed: int = 0) -> LabeledSet:
+            dataset: str = "mnist", seed: int = 0, errors_rule: str = "strict") -> LabeledSet:
     """The set ``name`` (see the module docstring) for ``model``, built or loaded from the cache.
 
     ``model`` must carry ``cache_key`` (as :func:`softlib.zoo.get_model` models do) for
     sets that depend on it (adversarial, errors); legit and OOD sets do not depend on
     the model and may pass ``None``. ``profile`` sets the attacks' iteration caps and
-    the batch size; ``n`` the number of examples wanted.
+    the batch size; ``n`` the number of examples wanted. ``errors_rule``
+    (:data:`ERRORS_RULES`) says how the errors set is built; other sets ignore it.
     """
     check_choice("data set", dataset, DATASETS)
     check_choice("set", name, all_sets(dataset))
     check_choice("part", part, PARTS)
+    check_choice("errors_rule", errors_rule, ERRORS_RULES)
     n = check_int("n", n, low=1)
     seed = check_int("seed", seed, low=0)
     prof = get_profile(profile) if isinstance(profile, str) else profile
@@ -326,6 +389,8 @@ def get_set(name: str, model: nn.Module | None, *, profile: Profile | str, n: in
             raise SoftlibError(f"set {name!r} needs a model with a 'cache_key' string attribute "
                                "(a model from softlib.zoo.get_model)")
         spec["model"] = key
+    if family == "errors":
+        spec.update(errors_rule=errors_rule, errors_code=ERRORS_CODE_VERSION)
     if family == "adversarial":
         settings = attack_settings(name, dataset=dataset, profile=prof)
         spec["attack"] = settings
@@ -342,7 +407,8 @@ def get_set(name: str, model: nn.Module | None, *, profile: Profile | str, n: in
             arrays, meta = _build_adversarial(name, model, dataset, n, part, seed, settings, prof.eval_batch,
                                               chunk_spec=spec)
         elif family == "errors":
-            arrays, meta = _build_errors(model, dataset, n, part, seed, prof.eval_batch)
+            build_errors = _build_errors_strict if errors_rule == "strict" else _build_errors_loose
+            arrays, meta = build_errors(model, dataset, n, part, seed, prof.eval_batch)
         else:
             arrays, meta = _build_ood(name, dataset, n, part, seed)
         meta["wall_s"] = time.perf_counter() - t0
