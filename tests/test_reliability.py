@@ -38,26 +38,50 @@ def _entries(cache_dir: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock")) if folder.exists() else []
 
 
-def _wait_for_lock(cache_dir: Path, timeout: float = 60) -> None:
+# The child pauses at a known point (after its first epoch, inside the training loop, holding
+# the entry lock) by a test-only patch in its own process: it touches a marker file and sleeps.
+# The parent signals it only once the marker exists, so the outcome never depends on timing.
+PAUSE = (
+    "import pathlib, sys, time; import softlib.train as T\n"
+    "_orig, _calls = T.augment_batch, [0]\n"
+    "def _paused(x, kind, g):\n"
+    "    _calls[0] += 1\n"
+    "    if _calls[0] == {first_epoch_batches} + 1:  # first batch of epoch 2\n"
+    "        pathlib.Path({marker!r}).touch()\n"
+    "        time.sleep(600)\n"
+    "        sys.exit(3)  # never signalled: the parent failed to interrupt\n"
+    "    return _orig(x, kind, g)\n"
+    "T.augment_batch = _paused\n"
+)
+
+
+def _wait_for_marker(marker: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
     deadline = time.time() + timeout
-    while time.time() < deadline:
-        if list((cache_dir / "models").glob("*.lock")) if (cache_dir / "models").exists() else []:
-            time.sleep(2.0)  # inside the training loop by now
-            return
-        time.sleep(0.2)
-    raise AssertionError("the child never started training")
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"the child exited ({proc.returncode}) before pausing: {proc.stderr.read()[-2000:]}")
+        if time.time() > deadline:
+            raise AssertionError("the child never reached the pause point")
+        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_interrupted_training_leaves_no_entry(tmp_path, sig):
-    proc = _spawn(TRAIN.format(epochs=50), tmp_path)
-    _wait_for_lock(tmp_path)
+    marker = tmp_path / "paused"
+    # 2000 images, batch 64 (the mlp recipe): 32 batches per epoch
+    proc = _spawn(PAUSE.format(first_epoch_batches=32, marker=str(marker)) + TRAIN.format(epochs=3), tmp_path / "c")
+    _wait_for_marker(marker, proc)
+    assert [p.name for p in (tmp_path / "c" / "models").glob("*.lock")], "paused outside the entry lock"
     proc.send_signal(sig)
-    proc.wait(timeout=60)
-    assert proc.returncode != 0
-    assert not [n for n in _entries(tmp_path) if n.endswith((".json", ".safetensors"))], _entries(tmp_path)
+    _, err = proc.communicate(timeout=120)
+    # which of the two it was: killed by the signal (not finished, not the pause's own exit 3)
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL, (proc.returncode, err[-2000:])
+    else:
+        assert proc.returncode in (1, -signal.SIGINT) and "KeyboardInterrupt" in err, (proc.returncode, err[-2000:])
+    assert not [n for n in _entries(tmp_path / "c") if n.endswith((".json", ".safetensors"))], _entries(tmp_path / "c")
     # the next run finds nothing half-written and trains afresh
-    again = _spawn(TRAIN.format(epochs=1), tmp_path)
+    again = _spawn(TRAIN.format(epochs=1), tmp_path / "c")
     out, err = again.communicate(timeout=300)
     assert again.returncode == 0, err[-2000:]
     assert json.loads(out.strip().splitlines()[-1])["pid"] == again.pid
