@@ -39,8 +39,9 @@ from softlib.softmax import (
     top_prob_gradient,
     unit_roundoff,
 )
-from softlib.validate import check_int
+from softlib.validate import check_int, check_notebook_parameters
 
+check_notebook_parameters()  # refuses parameters this notebook does not declare
 prof = get_profile(profile)
 num_classes = check_int("num_classes", num_classes, low=2, high=100_000)
 dtypes = check_dtypes(dtypes)

@@ -62,22 +62,20 @@ from softlib.paper import softmax_hinders as p000
 from softlib.profiles import get_profile
 from softlib.record import record
 from softlib.runtime import get_device, seed_everything
-from softlib.validate import SoftlibError, check_choice, check_int
+from softlib.validate import SoftlibError, check_choice, check_list, check_notebook_parameters, check_seed
 
+check_notebook_parameters()  # refuses parameters this notebook does not declare
 t_start = time.perf_counter()
 prof = get_profile(profile)
 check_choice("arch", arch, tuple(p000.ARCH_TO_MODEL))
 check_choice("dataset", dataset, ("mnist", "cifar10"))
-seed = check_int("seed", seed, low=0)
+seed = check_seed("seed", seed)
 if not isinstance(errors, bool):
     raise SoftlibError(f"errors must be True or False, got {errors!r}")
-attacks = list(dict.fromkeys(check_choice("attack", a, sets.ADVERSARIAL) for a in attacks))
-ood = list(dict.fromkeys(check_choice(f"OOD set for a {dataset} model", o, [s for s in sets.OOD if s != dataset])
-                         for o in ood))
-if not attacks or not ood:
-    raise SoftlibError("attacks and ood must each name at least one set")
 if dataset == "cifar10" and not data_available("cifar10"):
     raise SoftlibError("dataset='cifar10' needs CIFAR-10 on disk (python -m softlib.data status); use 'mnist'")
+attacks = check_list("attacks", attacks, sets.ADVERSARIAL, item="attack")
+ood = check_list("ood", ood, [s for s in sets.OOD if s != dataset], item=f"OOD set for a {dataset} model")
 stand_in = "cifar10" in ood and not data_available("cifar10")
 if stand_in:  # CIFAR-10 is not on disk: the labelled natural-image stand-in plays its part
     ood = [("natural" if o == "cifar10" else o) for o in ood]

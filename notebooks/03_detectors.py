@@ -64,16 +64,17 @@ from softlib.paper import softmax_hinders as p000
 from softlib.profiles import get_profile
 from softlib.record import record
 from softlib.runtime import get_device, seed_everything
-from softlib.validate import SoftlibError, check_choice, check_int
+from softlib.validate import SoftlibError, check_choice, check_list, check_notebook_parameters, check_seed
 
+check_notebook_parameters()  # refuses parameters this notebook does not declare
 t_start = time.perf_counter()
 prof = get_profile(profile)
 check_choice("in_distribution", in_distribution, ("mnist", "cifar10"))
 check_choice("arch", arch, tuple(p000.ARCH_TO_MODEL))
 paper_model = p000.model_key(arch)
-seed = check_int("seed", seed, low=0)
-detectors = [check_choice("detector", d, p000.TABLE2_DETECTORS) for d in detectors]
-modern = [check_choice("modern detector", d, ("maxlogit", "energy", "mahalanobis")) for d in modern]
+seed = check_seed("seed", seed)
+detectors = check_list("detectors", detectors, p000.TABLE2_DETECTORS, item="detector")
+modern = check_list("modern", modern, ("maxlogit", "energy", "mahalanobis"), min_len=0, item="modern detector")
 if "nn" not in detectors:
     raise SoftlibError("detectors must include 'nn': tables 2-3 and the Introspection-Net table are built around it")
 seed_everything(seed)

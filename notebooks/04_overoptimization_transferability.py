@@ -46,22 +46,22 @@ from softlib import imagenet, overoptimize as oo, transfer
 from softlib.paper import misleading_softmax as paper
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
-from softlib.validate import check_choice, check_int
-
+from softlib.validate import check_alloc, check_choice, check_int, check_notebook_parameters, check_seed
 
 def nanmed(v) -> float:
     """Median ignoring NaN; NaN (no warning) when nothing is left."""
     v = np.asarray(v, dtype=float)
     return float(np.median(v[np.isfinite(v)])) if np.isfinite(v).any() else float("nan")
 
-
+check_notebook_parameters()  # refuses parameters this notebook does not declare
 prof = get_profile(profile)
 check_choice("setting", setting, transfer.SETTINGS)
-seed = check_int("seed", seed, low=0)
+seed = check_seed("seed", seed)
 n = prof.transfer_images if n_images is None else check_int("n_images", n_images, low=2)
 iters = prof.transfer_iters if iterations is None else check_int("iterations", iterations, low=1)
 scale = transfer.pixel_scale(pixel_units)
 eval_every = check_int("eval_every", eval_every, low=1, high=iters)
+check_alloc(f"n_images={n} x iterations={iters}", 6 * oo.record_bytes(n, iters, k=2, n_observers=2, eval_every=eval_every))  # 2 attacks x 3 models
 setting_name = transfer.resolve_setting(setting)
 seed_everything(seed)
 device = get_device()

@@ -56,11 +56,12 @@ from softlib.paper import detection_vs_robustness as p003
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
 from softlib.train import recipe_for
-from softlib.validate import SoftlibError, check_choice, check_float, check_int
+from softlib.validate import SoftlibError, check_choice, check_float, check_int, check_list, check_notebook_parameters, check_seed
 
+check_notebook_parameters()  # refuses parameters this notebook does not declare
 t_start = time.perf_counter()
 prof = get_profile(profile)
-seed = check_int("seed", seed, low=0)
+seed = check_seed("seed", seed)
 check_choice("dataset", dataset, ("auto", "mnist", "cifar10"))
 if dataset == "auto":
     dataset = "cifar10" if data.available("cifar10") else "mnist"
@@ -69,7 +70,8 @@ if dataset == "auto":
                     "and figures 3-4); see `python -m softlib.data status` for how to add it")
 else:
     dataset_note = f"{dataset} chosen by the `dataset` parameter"
-grid_values = tuple(prof.grid if grid is None else (check_float("grid value", v, low=0.0) for v in grid))
+grid_values = tuple(prof.grid if grid is None else (check_float("grid value", v, low=0.0)
+                                                    for v in check_list("grid", grid, item="lambda value", min_len=2)))
 if len(grid_values) < 2:
     raise SoftlibError(f"grid needs at least 2 values, got {grid_values}")
 eps_table = default_eps(dataset) if eps_table is None else check_float("eps_table", eps_table, low=0.0, high=1.0)

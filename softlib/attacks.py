@@ -54,7 +54,7 @@ import torchattacks
 from torchattacks.attack import Attack
 from tqdm.auto import tqdm
 
-from .validate import SoftlibError, check_choice, check_float, check_images, check_int
+from .validate import SoftlibError, check_choice, check_float, check_int
 
 #: Bump when an attack's output for the same inputs changes (part of every set's cache key).
 CODE_VERSION = "attacks-1"
@@ -293,6 +293,20 @@ def attack_params(name: str, *, eps: float, steps: int | None = None, step_size:
     return out
 
 
+def _num_outputs(model: nn.Module, x: torch.Tensor) -> int | None:
+    """The model's number of classes (``num_classes``, else one probe forward pass)."""
+    n = getattr(model, "num_classes", None)
+    if isinstance(n, int) or not len(x):
+        return n
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return int(model(x[:1].to(_model_device(model))).shape[-1])
+    finally:
+        model.train(was_training)
+
+
 def _model_device(model: nn.Module) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -340,12 +354,13 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     ``x_adv[i]`` differs from ``y[i]``. The L-inf bound (``eps``; DeepFool without
     projection is exempt) and the [0, 1] range are checked on every batch.
     """
+    from .validate import check_labels, check_model_input, check_seed
+
     check_choice("attack", name, ATTACKS)
-    check_images("x", x)
-    if not isinstance(y, torch.Tensor) or y.ndim != 1 or len(y) != len(x):
-        raise SoftlibError(f"y must be a 1-D tensor with one label per image ({len(x)}), got "
-                           f"{tuple(getattr(y, 'shape', ()))}")
+    check_model_input("x", x, model)
+    y = check_labels("y", y, len(x), _num_outputs(model, x))
     batch_size = check_int("batch_size", batch_size, low=1)
+    seed = check_seed("seed", seed)
     attack = make_attack(name, model, eps=eps, steps=steps, step_size=step_size, **opts)
     bounded = not (name == "deepfool" and not opts.get("project", True))
     predict = predict or default_predict(model)

@@ -89,7 +89,7 @@ def _logsumexp_np(z: np.ndarray) -> np.ndarray:
 
 
 def _device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device) if device is not None else get_device()
+    return get_device(device)
 
 
 def _sq_dists(q: torch.Tensor, p: torch.Tensor, p_sq: torch.Tensor) -> torch.Tensor:
@@ -133,6 +133,9 @@ class Detector(BaseEstimator):
         arr = check_features("X", X, dim=None if fitting else getattr(self, "n_features_in_", None))
         if len(arr) == 0:
             raise SoftlibError("X is empty; need at least one row")
+        if fitting and len(arr) < 2 and type(self).__name__ not in ("SoftmaxBaseline", "MaxLogit", "Energy"):
+            # one row has no spread: the fitted statistics are degenerate and every score would be equal
+            raise SoftlibError(f"{type(self).__name__} needs at least 2 rows of X to fit, got {len(arr)}")
         if feat == "softmax":
             if arr.min() < -1e-6 or arr.max() > 1 + 1e-6 or not np.allclose(arr.sum(1), 1.0, atol=1e-3):
                 raise SoftlibError(
@@ -496,6 +499,9 @@ class Mahalanobis(Detector):
         self.means_ = np.stack([arr[labels == c].mean(0) for c in self.classes_])
         centred = arr - self.means_[np.searchsorted(self.classes_, labels)]
         self.covariance_ = centred.T @ centred / len(arr)
+        if not np.any(self.covariance_):
+            raise SoftlibError("Mahalanobis: the fit features do not vary within any class (zero covariance, "
+                               "e.g. one row per class); every score would be equal")
         self.precision_ = pinvh(self.covariance_)
         self.n_features_in_ = arr.shape[1]
         return self
@@ -595,6 +601,9 @@ class NNDetector(Detector):
         check_float("validation_split", self.validation_split, low=0.0, high=0.5)
         check_float("lr", self.lr, low=1e-8)
         dev = _device(self.device)
+        from .validate import check_seed
+
+        check_seed("seed", self.seed)
         rng = np.random.default_rng(int(self.seed))
         tr, va = self._split(target, rng)
         if len(tr) < 2:

@@ -66,6 +66,8 @@ def _scores(what: str, s: Any) -> np.ndarray:
     arr = np.asarray(s)
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise SoftlibError(f"{what} must be numeric scores, got dtype {arr.dtype}")
+    if np.iscomplexobj(arr):
+        raise SoftlibError(f"{what} must be real-valued scores, got complex dtype {arr.dtype}")
     if arr.ndim != 1:
         raise SoftlibError(f"{what} must be a 1-D array of scores (one per input), got shape {arr.shape}")
     if arr.size == 0:
@@ -103,7 +105,7 @@ def fpr_at_tpr(
     # integer comparison of counts, so that e.g. 19/20 is exactly 95%
     n_pos = int(y.sum())
     tps = np.rint(tprs * n_pos)
-    need = int(np.ceil(level * n_pos - 1e-9))
+    need = max(1, int(np.ceil(level * n_pos - 1e-9)))  # at least one accepted: TPR 0 is below any tpr > 0
     idx = int(np.argmax(tps >= need))
     threshold = float(thr[idx])
     fprs_i, tprs_i = fprs[idx], tprs[idx]

@@ -62,7 +62,7 @@ from . import ood as _ood
 from .cache import cached_arrays
 from .profiles import Profile, get_profile
 from .runtime import generator
-from .validate import MissingDataError, SoftlibError, check_choice, check_int
+from .validate import MissingDataError, SoftlibError, check_alloc, check_choice, check_int, check_seed
 
 #: Bump when a set's content for the same arguments changes (part of every cache key).
 CODE_VERSION = "sets-1"
@@ -368,7 +368,9 @@ def get_set(name: str, model: nn.Module | None, *, profile: Profile | str, n: in
     check_choice("part", part, PARTS)
     check_choice("errors_rule", errors_rule, ERRORS_RULES)
     n = check_int("n", n, low=1)
-    seed = check_int("seed", seed, low=0)
+    seed = check_seed("seed", seed)
+    # the images (float32) are held at least twice while a set is built and cached
+    check_alloc(f"set {name!r} with n={n}", 2 * 4 * n * (3 * 32 * 32 if dataset == "cifar10" else 28 * 28))
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if not isinstance(prof, Profile):
         raise SoftlibError(f"profile must be a profile name or a Profile, got {type(profile).__name__}")
