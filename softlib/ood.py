@@ -52,12 +52,6 @@ LUMA = (0.299, 0.587, 0.114)
 FORMAT = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32)}
 
 
-def image_format(dataset: str) -> tuple[int, int]:
-    """``(channels, size)`` of the images of ``dataset``."""
-    check_choice("data set", dataset, FORMAT)
-    return FORMAT[dataset]
-
-
 def gaussian_noise(n: int, channels: int, size: int, *, seed: int) -> torch.Tensor:
     """``n`` images with i.i.d. N(0.5, 1) pixels clipped to [0, 1] (float32, N x C x H x W)."""
     n = check_int("n", n, low=0)
