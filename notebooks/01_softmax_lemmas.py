@@ -17,12 +17,12 @@
 # listening?** Chapter 04 then watches both effects on real networks during adversarial
 # optimisation.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "quick"  # this chapter is cheap in every profile; the profile changes nothing here
 num_classes = 10  # C: classes of the saturation experiment (logits (g, 0, ..., 0))
 dtypes = ["float16", "bfloat16", "float32", "float64"]
 
-# %%
+# %% tags=["remove-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -146,7 +146,7 @@ show.style.format({"gap_measured": "{:.4f}", "gap_predicted": "{:.4f}", "differe
 # `effective_terms` $=u\,e^{g_\text{measured}}$ is the $k$ of case 2; `gap_pure` is the
 # pure-format implementation; `gap_onehot` is where the *whole* output becomes $(1,0,\dots,0)$.
 
-# %%
+# %% tags=["remove-input"]
 def _row(name: str, c: int):
     return table[(table.dtype == name) & (table.num_classes == c)].iloc[0]
 
@@ -200,7 +200,7 @@ display(Markdown(f"With $C={num_classes}$:\n\n" + "\n".join(lines)))
 # and the gradient, by autograd in each format, as the gap grows; exact zeros are drawn as
 # crosses on the bottom edge of the log axis.
 
-# %%
+# %% tags=["hide-input"]
 gaps = np.linspace(0.0, 50.0, 1001)
 colors = dict(zip(["float16", "bfloat16", "float32", "float64"], plt.cm.viridis(np.linspace(0, 0.85, 4))))
 floor = 1e-22
@@ -227,7 +227,7 @@ axes[1].legend(title="x = exactly 0", fontsize=8)
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["remove-input"]
 first_zero = {}
 for name in dtypes:
     r = grad_curves[name]
@@ -273,7 +273,7 @@ display(Markdown(
 # grey: the top class is no longer on top. The dashed line is $v_t=v_1$; the black contour is
 # where the exact margin is 0.
 
-# %%
+# %% tags=["hide-input"]
 v = np.linspace(0.0, 6.0, 241)
 V1, VT = np.meshgrid(v, v)
 cases = {
@@ -298,7 +298,7 @@ axes[0].set_ylabel("$v_t$ (added to logit $t$)")
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["remove-input"]
 summary = []
 for title, res in maps.items():
     applies = res["applies"]
@@ -316,7 +316,7 @@ display(Markdown("\n".join(summary)))
 # Below, a path of that kind: at each step the top logit rises by 1 and logit $t$ by 1.2,
 # starting from 4 and 1, with the other classes negligible or present. Computed in float32.
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 4))
 ax2 = ax.twinx()
 paths = {}
@@ -334,7 +334,7 @@ ax2.legend(loc="upper center", fontsize=8)
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["remove-input"]
 neg, pres = paths["negligible (at -30)"], paths["present (at 0)"]
 peak = int(np.argmax(pres["p1"]))
 display(Markdown(
@@ -361,7 +361,7 @@ display(Markdown(
 # networks: over-optimised adversarial examples whose confidence sits at 1.0 while their
 # logits, and their transferability, keep growing (004 figures 3 to 5).
 
-# %%
+# %% tags=["remove-cell"]
 from softlib.record import record
 
 record("01_softmax_lemmas", prof.name, {

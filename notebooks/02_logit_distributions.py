@@ -33,7 +33,7 @@
 # examples the network misclassifies (000 section 3.1); and 002's *errors*, test images with a
 # random 7×7 black patch that the network gets wrong (002 section 2.2).
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "quick"  # "smoke" (seconds, tests only), "quick" (CPU, minutes), "paper" (GPU)
 arch = "cnn"  # "cnn" (000 table 1, the "custom network") or "wrn" (WRN-28-8 in the paper profile)
 dataset = "mnist"  # in-distribution data: "mnist" (000 section 3) or "cifar10"
@@ -42,7 +42,7 @@ attacks = ["fgsm", "bim", "deepfool", "maxconf"]  # 000 section 3.1; "pgd" may b
 ood = ["gaussian", "uniform", "cifar10", "fashion_mnist"]  # 000 section 3.1 ("mnist" for a CIFAR-10 model)
 errors = True  # add 002's errors set (7x7 black patch, misclassified)
 
-# %%
+# %% tags=["remove-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -114,7 +114,7 @@ display(Markdown(f"""
 # the network classifies correctly; a set keeps only the misclassified results, drawing more source
 # images until it is full.
 
-# %%
+# %% tags=["hide-input"]
 model = zoo.get_model(arch, dataset, prof, seed)
 
 
@@ -170,7 +170,7 @@ display(Markdown(
 # A few examples of each set (the first 8; for adversarial sets and errors the caption is
 # *true label → prediction*):
 
-# %%
+# %% tags=["hide-input"]
 preds = {s: z.argmax(1) for s, z in logits.items()}
 captions = {s: [f"{int(t)}→{int(p)}" for t, p in zip(test_sets[s].y[:8], preds[s][:8])]
             for s in shown if test_sets[s].family in ("adversarial", "errors")}
@@ -185,7 +185,7 @@ plt.show()
 # The same statistic after the softmax is, by construction, $\frac{1}{C}\sum_i \sigma(z)_i = 1/C$
 # for every input: the right panel shows it, and the text below checks it numerically.
 
-# %%
+# %% tags=["hide-input"]
 frame = stats.long_stats({s: logits[s] for s in shown})
 num_classes = next(iter(logits.values())).shape[1]
 fig, axes = plt.subplots(1, 2, figsize=(15, 4.5), gridspec_kw={"width_ratios": [3, 2]})
@@ -241,7 +241,7 @@ display(Markdown(
 # shows MNIST, Gaussian, CIFAR-10, FGSM and MaxConfidence; the appendix figures 3-4 split
 # the sets by family, here one row for the adversarial sets and one for the OOD sets.
 
-# %%
+# %% tags=["hide-input"]
 fig2_sets = [s for s in [legit, "gaussian", "natural" if stand_in else "cifar10", "fgsm", "maxconf"] if s in shown]
 panels = {"000 figure 2": fig2_sets,
           "adversarial (000 figure 3)": [legit, *[s for s in attacks if s in shown]],
@@ -328,7 +328,7 @@ display(Markdown(
 # the WRN on MNIST and, when CIFAR-10 is on disk, on CIFAR-10 (with MNIST as the natural-image OOD
 # set). Other profiles skip it (training a WRN-28-8 is a GPU job).
 
-# %%
+# %% tags=["hide-input"]
 other_rows = []
 if prof.name == "paper":
     configs = [(a, d) for d in ("mnist", "cifar10") for a in ("cnn", "wrn")

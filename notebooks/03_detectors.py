@@ -38,7 +38,7 @@
 # the share of OOD / adversarial inputs it accepts too (`softlib.metrics`, convention
 # `positive="legit"`; OpenOOD's convention, OOD positive, gives other FPR numbers). All in percent.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "quick"  # "smoke" (seconds, tests only), "quick" (CPU, minutes), "paper" (GPU)
 in_distribution = "mnist"  # "mnist" or "cifar10" (000 uses both)
 arch = "cnn"  # "cnn" (000 table 1, "custom network") or "wrn" (WRN-28-8 in the paper profile)
@@ -46,7 +46,7 @@ seed = 0
 detectors = ["sb", "ts", "kde", "nn"]  # the detectors of 000 table 2
 modern = ["maxlogit", "energy", "mahalanobis"]  # beyond the papers
 
-# %%
+# %% tags=["remove-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -96,7 +96,7 @@ Profile shortcuts: {prof.shortcuts}.
 # CIFAR-10, Fashion-MNIST) and 002's *errors* (images with a 7×7 black patch that the model gets
 # wrong). Detector training data comes from the training split, test data from the test split.
 
-# %%
+# %% tags=["hide-input"]
 model = zoo.get_model(arch, in_distribution, prof, seed)
 available = sets.available_sets(in_distribution)
 groups000 = tables.paper_sets(in_distribution, available, paper="000")
@@ -185,7 +185,7 @@ display(Markdown(
 # sets, or all 8 ("All"). SB works on softmax by definition; TS, KDE and NN on logits.
 # `paper` is 000 table 2 for the same network and data set, `diff` = ours − paper.
 
-# %%
+# %% tags=["hide-input"]
 TABLE2_CELLS = {("sb", "softmax"), ("ts", "logits"), ("kde", "logits"), ("nn", "logits")}
 ours_t2 = grouped[[(d, f) in TABLE2_CELLS for d, f in zip(grouped["detector"], grouped["feature"])]]
 paper_t2 = p000.table2().query("model == @paper_model and dataset == @in_distribution")
@@ -214,7 +214,7 @@ display(detail.pivot_table(index=["group", "set"], columns=["metric", "detector"
 # 000 does not say how it got around this, so its softmax-KDE numbers may partly reflect
 # that numerical noise rather than the information content of the softmax.
 
-# %%
+# %% tags=["hide-input"]
 ours_t3 = grouped[grouped["detector"].isin(["ts", "kde", "nn"])]
 paper_t3 = p000.table3().query("model == @paper_model and dataset == @in_distribution")
 t3 = tables.side_by_side(ours_t3, paper_t3, rows=["group", "detector", "feature"])
@@ -223,7 +223,7 @@ display(t3.style.format("{:.1f}", na_rep=""))
 # %% [markdown]
 # ## ROC curves, softmax against logits, all 8 sets pooled
 
-# %%
+# %% tags=["hide-input"]
 roc_dets = [d for d in ("ts", "kde", "nn") if d in detectors]
 fig, axes = plt.subplots(1, len(roc_dets) + 1, figsize=(3.6 * (len(roc_dets) + 1), 3.5), sharey=True)
 pooled = {}
@@ -440,7 +440,7 @@ display(Markdown(
        "levels differ from the paper, the comparisons between detectors and representations are the point.")
 ))
 
-# %%
+# %% tags=["remove-cell"]
 wall = time.perf_counter() - t_start
 record("03_detectors", prof.name, {
     "in_distribution": in_distribution, "arch": arch, "seed": seed, "stand_in": stand_in, "test_acc": acc,

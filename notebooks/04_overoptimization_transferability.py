@@ -24,7 +24,7 @@
 # *transfers*, i.e. also fools a model it was not made on. Does the softmax say anything about
 # transferability? Do the logits?
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "quick"  # "smoke" (seconds, tests), "quick" (CPU laptop), "paper" (004: 2500 images x 500 iterations)
 setting = "auto"  # "auto": ImageNet when the weights and images are on disk, else "mnist"; or "imagenet", "mnist"
 seed = 0  # image selection and target classes
@@ -33,7 +33,7 @@ iterations = None  # None: the profile's number (paper: 500)
 pixel_units = "unit"  # units alpha is applied in: "unit" ([0, 1] pixels) or "paper" ([0, 255], see below)
 eval_every = 1  # evaluate the other models every this many steps
 
-# %%
+# %% tags=["remove-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -85,7 +85,7 @@ display(Markdown(
 # (WRN) and a multi-layer perceptron (MLP), with images of the MNIST test split correctly
 # classified by all three and a random wrong target class per image.
 
-# %%
+# %% tags=["hide-input"]
 t0 = time.perf_counter()
 st = transfer.load_setting(setting_name, prof, seed=seed, n=n, progress=progress)
 names = list(st.models)
@@ -105,7 +105,7 @@ display(Markdown(f"{st.note}. {len(st.x)} images selected; figures 1 and 2 use t
 # gap between the two largest logits passes $\ln 2^{24} \approx 16.6$ (chapter 01): the sum
 # $1 + e^{-\text{gap}}$ rounds to 1 in float32.
 
-# %%
+# %% tags=["hide-input"]
 if st.name == "mnist":
     from softlib import data
 
@@ -152,7 +152,7 @@ display(Markdown(
 # rule gives a step of $\alpha\,\nabla_x f / 255^2$ on $x$: tiny. Here is what it does, against
 # the same $\alpha$ applied on the $[0, 1]$ scale (`pixel_units="unit"`, step $\alpha\,\nabla_x f$):
 
-# %%
+# %% tags=["hide-input"]
 k_demo = min(8, len(st.x))
 demo = {}
 for units in ("paper", "unit"):
@@ -199,7 +199,7 @@ display(Markdown(
 # over-optimisation reached softmax 1.0 with the largest final activation, and show it at
 # three steps after the softmax reached 1.0.
 
-# %%
+# %% tags=["hide-input"]
 def snapshots(attack: str):
     i = transfer.pick_example(arrays, attack, fig_model)
     x1 = st.x[i : i + 1]
@@ -254,7 +254,7 @@ display(Markdown(
 # 004 figure 2: an apple turned into a radio whose confidence goes 0.75, 0.71, 0.57 while its
 # top activation goes 39, 190, 523, the second class always one unit behind (Lemma 2.2).
 
-# %%
+# %% tags=["hide-input"]
 i2, c2, imgs2, desc2 = snapshots("multiclass")
 titles = [f"step {s}\npred {label(p)}, conf {conf:.3f}\nCA1 {a:.1f}, CA2 {b:.1f}, CA3 {c:.1f}"
           for s, p, conf, a, b, c in zip(desc2["step"], desc2["prediction"], desc2["confidence"], desc2["ca1"], desc2["ca2"], desc2["ca3"])]
@@ -301,7 +301,7 @@ display(Markdown(
 # %% [markdown]
 # ## How far the attacks go: saturation and final activations
 
-# %%
+# %% tags=["hide-input"]
 sat_rows = []
 for a in transfer.ATTACKS:
     for src in names:
@@ -351,7 +351,7 @@ display(Markdown(
 #
 # A softmax constant at 1.0 has no rank correlation (NaN).
 
-# %%
+# %% tags=["hide-input"]
 corr = pd.concat([transfer.rank_correlations(arrays, a).assign(attack=a) for a in transfer.ATTACKS], ignore_index=True)
 cols = ["attack", "source", "other", "n_kept", "curve_act_rho", "curve_act_p", "curve_soft_rho", "curve_soft_p",
         "mid_step", "mid_pct", "ex_act_rho", "ex_act_p", "ex_soft_rho", "ex_soft_p"]
@@ -442,7 +442,7 @@ display(Markdown("\n\n".join(verdict(a) for a in transfer.ATTACKS)))
 # their softmax near 0.5 to 0.6 by construction, so there any association between softmax
 # and transfer has to come from the few examples whose two classes separated.
 
-# %%
+# %% tags=["remove-input"]
 ratio = {r["source"]: r["final CA1 max"] / r["natural max CA"] for _, r in ov.iterrows()}
 display(Markdown(
     (f"**Why our activations stay small.** The {st.name.upper()} inputs live in a small box "
@@ -456,7 +456,7 @@ display(Markdown(
     f"happens once the gap to the second logit passes about {gap_theory:.1f}."
 ))
 
-# %%
+# %% tags=["remove-cell"]
 from softlib.record import record
 
 record("04_overoptimization_transferability", prof.name, {

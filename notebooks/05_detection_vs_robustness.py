@@ -30,7 +30,7 @@
 # PGD. Finally a grid of models trained with label smoothing ($\lambda_1$) and logit squeezing
 # ($\lambda_2$), eq. 3, asks whether robustness and detectability are inversely related.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "quick"  # "smoke" (seconds, tests only), "quick" (CPU, minutes), "paper" (GPU)
 dataset = "auto"  # "auto": cifar10 when it is on disk (as in 003), else mnist; or "mnist" / "cifar10"
 seed = 0
@@ -40,7 +40,7 @@ epochs = None  # epochs of the CE / RCE / OVM models (None: the profile's resnet
 grid_epochs = None  # epochs of each grid model (None: the profile's resnet_grid_epochs)
 grid_eps = 0.1  # PGD eps of the MNIST grid (003 gives none; 0.3 leaves ~0% accuracy everywhere)
 
-# %%
+# %% tags=["remove-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -103,7 +103,7 @@ Profile shortcuts: {prof.shortcuts}.
 # The models come from `softlib.zoo` (trained once, then cached). Its ResNet recipe beside 003's
 # table 1:
 
-# %%
+# %% tags=["hide-input"]
 recipe = recipe_for("resnet", dataset)
 ours_setup = {
     "optimizer": recipe.optimizer, "momentum": recipe.momentum, "weight_decay": recipe.weight_decay,
@@ -169,7 +169,7 @@ display(Markdown(
 auc_by_eps = (100 * results[results.eps > 0].pivot_table(index=["attack", "eps"], columns="loss", values="auc"))
 display(auc_by_eps.rename(columns=p003.LOSS_NAMES).round(1))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
 for ax, att in zip(axes, p003.ATTACKS):
     for loss in p003.LOSSES:
@@ -184,7 +184,7 @@ fig.suptitle(f"Robustness of CE / RCE / OVM ResNet-{prof.resnet_depth} on {datas
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 curve = results[results.eps > 0].groupby(["attack", "loss"])["accuracy"].mean().unstack("loss")
 ovm_most_robust = {att: bool(curve.loc[att, "ovm"] >= curve.loc[att].max() - 1e-12) for att in p003.ATTACKS}
 display((100 * curve.rename(columns=p003.LOSS_NAMES)).round(1).rename_axis(
@@ -199,7 +199,7 @@ display((100 * curve.rename(columns=p003.LOSS_NAMES)).round(1).rename_axis(
 # $\lambda = \infty$ *is* RCE, 003 section 3.1). Beside each panel: a scale-free compactness number
 # (mean distance to the class mean / mean distance between class means; lower = more compact).
 
-# %%
+# %% tags=["hide-input"]
 x_fig, y_fig = x_test[: prof.n_figure], y_test[: prof.n_figure].numpy()
 
 
@@ -221,7 +221,7 @@ fig.suptitle("t-SNE of the last hidden layer (cf. 003 figure 3)")
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 ls1 = zoo.get_model("resnet", dataset, prof, seed, loss="ls_lsq", loss_params={"lambda1": 1.0, "lambda2": 0.0},
                     depth=prof.resnet_depth, epochs=epochs)
 ls_models = {"λ = 0 (CE)": (models["ce"], "ce"), "λ = 1": (ls1, "ls_lsq"), "λ = ∞ (RCE)": (models["rce"], "rce")}
@@ -242,7 +242,7 @@ plt.show()
 # MNIST models sit at ~0% robust accuracy in every cell, and a rank correlation with a constant is
 # undefined) and the CE bandwidth $1/0.26$ (the cell $\lambda_1 = \lambda_2 = 0$ is a CE model).
 
-# %%
+# %% tags=["hide-input"]
 grid_df = rob.run_grid(grid_values, grid_values, prof, dataset="mnist", seed=seed, eps=grid_eps, epochs=grid_epochs)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 panels = ("clean_acc", "robust_acc", "auc")
@@ -303,7 +303,7 @@ Chapter wall time: {wall:.0f} s (models and attacks are
 cached: a second run is much faster).
 """))
 
-# %%
+# %% tags=["remove-cell"]
 from softlib.record import record
 
 record("05_detection_vs_robustness", prof.name, {
