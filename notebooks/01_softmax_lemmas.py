@@ -40,7 +40,9 @@ from softlib.softmax import (
     unit_roundoff,
 )
 from softlib.validate import check_int
+from softlib.plots import use_book_style
 
+use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 prof = get_profile(profile)
 num_classes = check_int("num_classes", num_classes, low=2, high=100_000)
 dtypes = check_dtypes(dtypes)

@@ -59,7 +59,9 @@ from softlib.profiles import get_profile
 from softlib.record import record
 from softlib.runtime import get_device, seed_everything
 from softlib.validate import SoftlibError, check_choice, check_int
+from softlib.plots import use_book_style
 
+use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 t_start = time.perf_counter()
 prof = get_profile(profile)
 check_choice("arch", arch, tuple(p000.ARCH_TO_MODEL))

@@ -47,6 +47,9 @@ from softlib.paper import misleading_softmax as paper
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
 from softlib.validate import check_choice, check_int
+from softlib.plots import use_book_style
+
+use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 
 
 def nanmed(v) -> float:

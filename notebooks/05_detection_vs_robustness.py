@@ -57,7 +57,9 @@ from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
 from softlib.train import recipe_for
 from softlib.validate import SoftlibError, check_choice, check_float, check_int
+from softlib.plots import use_book_style
 
+use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 t_start = time.perf_counter()
 prof = get_profile(profile)
 seed = check_int("seed", seed, low=0)
