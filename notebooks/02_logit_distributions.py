@@ -376,6 +376,8 @@ summary = pd.DataFrame([
      "holds": order_ours == order_paper and len(max_signif) == len(quoted)},
 ])
 display(summary.style.hide(axis="index"))
+
+# %% tags=["remove-cell"]
 wall = time.perf_counter() - t_start
 record("02_logit_distributions", prof.name, {
     "model": {"arch": arch, "dataset": dataset, "test_acc": acc, "paper_acc": p000.ACCURACY[(paper_model, dataset)],
