@@ -9,7 +9,8 @@
 # # 01. The softmax lemmas: saturation and masking in finite precision
 #
 # A classifier's "confidence" is usually its top softmax output. Ozbulak, De Neve and
-# Van Messem (paper 004, section 2 and Appendix A; short version 001) argue that this
+# Van Messem {cite}`ozbulak2018misleadinglong` (section 2 and appendix A; short version
+# {cite}`ozbulak2018misleading`) argue that this
 # number hides how strongly an input (an adversarial example, say) drives the network,
 # and back the argument with two lemmas about the softmax in limited precision.
 # This chapter asks: **do the lemmas hold in the floating-point formats networks actually
@@ -52,16 +53,16 @@ display(Markdown(f"Profile **{prof.name}** (no effect in this chapter), {num_cla
                  f"formats {', '.join(dtypes)}, computed on **{device}**."))
 
 # %% [markdown]
-# ## The two lemmas (004 Appendix A)
+# ## The two lemmas (appendix A of Ozbulak et al.)
 #
 # The softmax of $\mathbf u=(u_1,\dots,u_M)^T\in\mathbb R^M$ is
-# $P(\mathbf u)_k = e^{u_k}/\sum_{m=1}^M e^{u_m}$ (004 section 2).
+# $P(\mathbf u)_k = e^{u_k}/\sum_{m=1}^M e^{u_m}$ (section 2 of {cite:t}`ozbulak2018misleadinglong`).
 #
 # **Lemma 2.1.** *When the softmax function is used in settings with limited decimal
 # precision, it is no longer sensitive to positive changes in the magnitude of the largest
 # input once the corresponding output has been mapped to one.*
 #
-# *Proof (004 Appendix A).* Take $\mathbf u=(u_1,u_2,\dots,u_M)^T\in\mathbb R^M$ with
+# *Proof ({cite:t}`ozbulak2018misleadinglong`, appendix A).* Take $\mathbf u=(u_1,u_2,\dots,u_M)^T\in\mathbb R^M$ with
 # $u_1\in\mathbb R^+$ such that $P(\mathbf u)=(p_1,p_2,\dots,p_M)^T$,
 # $p_1>p_i\ \forall i\in\{2,\dots,M\}$, and assume that the calculation is performed under a
 # limited decimal precision where the smallest positive number that can be represented is
@@ -73,7 +74,7 @@ display(Markdown(f"Profile **{prof.name}** (no effect in this chapter), {num_cla
 # function does not result in an increase in that output when the input of any other
 # non-zero output has a larger increase.*
 #
-# *Proof (004 Appendix A).* Take $\mathbf u\in\mathbb R^M$ such that
+# *Proof (appendix A).* Take $\mathbf u\in\mathbb R^M$ such that
 # $P(u_1,\dots,u_M)^T=(p_1,\dots,p_M)^T$ with $p_1>p_i\ \forall i\in\{2,\dots,M\}$, and assume
 # the same limited precision $\delta\in(0,0.1)$. If $p_n<\delta$, $n\in\{1,\dots,M\}$, then
 # $p_n\equiv 0$, and if $p_n>1-\delta$, then $p_n\equiv 1$. For any $t\in\{2,\dots,M\}$ with

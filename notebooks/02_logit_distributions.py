@@ -9,9 +9,10 @@
 # # 02. Logit distributions: what the softmax hides
 #
 # A classifier's last layer outputs *logits* $z \in \mathbb{R}^C$; the softmax turns them into
-# probabilities $\sigma(z)_i = e^{z_i} / \sum_j e^{z_j}$. Paper 000 ("How the Softmax Activation
-# Hinders the Detection of Adversarial and Out-of-Distribution Examples", section 3) and its
-# workshop predecessor 002 (Aigrain & Detyniecki, section 2) look at the logits of legitimate
+# probabilities $\sigma(z)_i = e^{z_i} / \sum_j e^{z_j}$. An anonymous ICLR 2020 submission, "How the Softmax Activation
+# Hinders the Detection of Adversarial and Out-of-Distribution Examples" {cite}`softmax_hinders_2020`
+# (section 3; *the submission* below), and its workshop predecessor by Aigrain & Detyniecki
+# {cite}`aigrain2019introspection` (section 2) look at the logits of legitimate
 # MNIST images, of out-of-distribution (OOD) images and of adversarial examples, and ask:
 #
 # > **Do the logits of legitimate, OOD and adversarial inputs differ, and does the softmax keep
@@ -20,18 +21,18 @@
 # Their claims, which this chapter re-measures:
 #
 # 1. the **average logit** per example is higher for MNIST than for every other set, with
-#    $p < 0.0001$ in Student's t-test (000 figure 1, section 3.2; 002 figure 1);
-# 2. after the softmax the average is always $1/C$: that information is gone (000 section 3.2);
+#    $p < 0.0001$ in Student's t-test (the submission's figure 1 and section 3.2; Aigrain & Detyniecki's figure 1);
+# 2. after the softmax the average is always $1/C$: that information is gone (the submission, section 3.2);
 # 3. the **minimum and maximum** logits separate legitimate examples from the others "fairly
-#    well", the min/max of the softmax much less (000 figures 2-4, 002 figure 2);
+#    well", the min/max of the softmax much less (the submission's figures 2-4, Aigrain & Detyniecki's figure 2);
 # 4. the **max logit** is higher for MNIST (16.5 ± 5.0) than for BIM (10.8 ± 5.2),
-#    FGSM (8.8 ± 2.6) and DeepFool (3.4 ± 2.3) (002 section 2.3).
+#    FGSM (8.8 ± 2.6) and DeepFool (3.4 ± 2.3) (Aigrain & Detyniecki, section 2.3).
 #
 # The sets (built by `softlib.sets`, cached, and reused by chapter 03): the in-distribution test
 # images; OOD sets, Gaussian and uniform noise, CIFAR-10 in grey 28×28 and Fashion-MNIST; adversarial
 # sets, FGSM, BIM, DeepFool and MaxConfidence, all L∞ with $\epsilon = 0.3$, keeping only the
-# examples the network misclassifies (000 section 3.1); and 002's *errors*, test images with a
-# random 7×7 black patch that the network gets wrong (002 section 2.2).
+# examples the network misclassifies (the submission, section 3.1); and Aigrain & Detyniecki's *errors*,
+# test images with a random 7×7 black patch that the network gets wrong (their section 2.2).
 
 # %% tags=["parameters", "hide-cell"]
 profile = "quick"  # "smoke" (seconds, tests only), "quick" (CPU, minutes), "paper" (GPU)
@@ -101,15 +102,15 @@ display(Markdown(f"""
 # %% [markdown]
 # ## The classifier and the sets
 #
-# The network comes from `softlib.zoo` (trained once, then cached): 000's custom CNN (table 1) is
+# The network comes from `softlib.zoo` (trained once, then cached): the submission's custom CNN (its table 1) is
 # trained with RMSprop, batch 64 and augmentation; the quick profile trains it on fewer images for
 # fewer epochs (see the shortcuts above), so its accuracy is a little below the paper's.
 #
-# Attack settings (`softlib.attacks`, `softlib.sets.attack_settings`): 000 used CleverHans v2.1
+# Attack settings (`softlib.attacks`, `softlib.sets.attack_settings`): the submission used CleverHans v2.1
 # with its defaults. FGSM is one step of size $\epsilon$; BIM 10 steps of $\epsilon/6$ (CleverHans's
-# `eps_iter` 0.05 at $\epsilon = 0.3$); MaxConfidence (Goodfellow, Qin & Berthelot 2019) runs a
+# `eps_iter` 0.05 at $\epsilon = 0.3$); MaxConfidence {cite}`goodfellow2019maxconf` runs a
 # targeted PGD (random start, 10 steps of $\epsilon/6$) toward every wrong class and keeps the most
-# confident misclassification; DeepFool is the L2 attack of Moosavi-Dezfooli et al. (overshoot 0.02,
+# confident misclassification; DeepFool is the L2 attack of {cite:t}`moosavi2016deepfool` (overshoot 0.02,
 # up to 50 steps) whose result we *project onto the L∞ ball of radius ε*, so that "all the images
 # have been generated using the l∞ norm with ε = 0.3" holds (CleverHans's DeepFool has no ε; the
 # projection undoes some successes, which lowers its success rate). The attacks run on test images
@@ -181,7 +182,7 @@ plots.image_grid({LABELS[s]: test_sets[s].x[:8] for s in shown}, n=8,
 plt.show()
 
 # %% [markdown]
-# ## 000 figure 1: the average logit per example
+# ## The submission's figure 1: the average logit per example
 #
 # For every example we average its $C = 10$ logits, then compare the distributions across sets.
 # The same statistic after the softmax is, by construction, $\frac{1}{C}\sum_i \sigma(z)_i = 1/C$
@@ -207,10 +208,10 @@ display(Markdown(
 # %% [markdown]
 # ### Student's t-test: MNIST against each set
 #
-# 000 says "Student's t-test" without more; Student's test assumes equal variances, which the
+# The submission says "Student's t-test" without more; Student's test assumes equal variances, which the
 # violins above contradict, so Welch's test (unequal variances) is given beside it. Both are
 # two-sided, on the average logit per example; `difference` = mean(legit) − mean(set), Cohen's
-# $d$ in pooled standard deviations. 000 reports $p < 0.0001$ for every set.
+# $d$ in pooled standard deviations. The submission reports $p < 0.0001$ for every set.
 
 # %%
 legit_mean = frame[(frame["set"] == legit) & (frame["representation"] == "logits")]["mean"].to_numpy()
@@ -236,11 +237,11 @@ display(Markdown(
 ))
 
 # %% [markdown]
-# ## 000 figures 2-4: minimum against maximum
+# ## The submission's figures 2-4: minimum against maximum
 #
 # Each point is one example: its largest value (x) against its smallest (y), for the logits
-# (left) and the softmax (right), at most 300 points per set (as 002 figure 2). 000 figure 2
-# shows MNIST, Gaussian, CIFAR-10, FGSM and MaxConfidence; the appendix figures 3-4 split
+# (left) and the softmax (right), at most 300 points per set (as in Aigrain & Detyniecki's figure 2). The submission's
+# figure 2 shows MNIST, Gaussian, CIFAR-10, FGSM and MaxConfidence; the appendix figures 3-4 split
 # the sets by family, here one row for the adversarial sets and one for the OOD sets.
 
 # %% tags=["hide-input"]
@@ -256,7 +257,7 @@ plt.show()
 # %% [markdown]
 # ### How well do min and max separate each set from the legitimate one?
 #
-# 000 judges the scatter plots by eye. To put a number on it: a logistic regression on the two
+# The submission judges the scatter plots by eye. To put a number on it: a logistic regression on the two
 # features (min, max), 5-fold cross-validated, telling legitimate examples from those of one
 # other set; the table gives its AUROC (0.5 = no separation, 1 = perfect), on logits and on
 # softmax values. A single threshold on the max softmax is the Softmax Baseline of chapter 03.
@@ -289,13 +290,13 @@ display(Markdown(
 ))
 
 # %% [markdown]
-# ## 002 section 2.3: the maximum logit
+# ## The maximum logit (Aigrain & Detyniecki, section 2.3)
 #
-# 002 explains the lower logits of adversarial examples by the attacks *lowering the other
+# Aigrain & Detyniecki explain the lower logits of adversarial examples by the attacks *lowering the other
 # classes' logits* rather than raising the target's, and quotes the mean ± standard deviation of
-# the max logit. Paper values from `softlib.paper.introspection` (002 = the custom network on
+# the max logit. Paper values from `softlib.paper.introspection` (theirs = the custom network on
 # MNIST; for another model or data set the paper columns stay empty). The last column is the
-# average max softmax probability (002 section 3.3 quotes 54.0% for DeepFool against 94.8%).
+# average max softmax probability (their section 3.3 quotes 54.0% for DeepFool against 94.8%).
 
 # %%
 same_setup = (paper_model, dataset) == ("custom", "mnist")
@@ -325,7 +326,7 @@ display(Markdown(
 # %% [markdown]
 # ## Other models (paper profile)
 #
-# 000 repeats its experiments with a WRN-28-8 and on CIFAR-10 (section 4.3). In the paper profile
+# The submission repeats its experiments with a WRN-28-8 and on CIFAR-10 (section 4.3). In the paper profile
 # this section re-runs the average-logit t-tests and the max-logit summary for the custom CNN and
 # the WRN on MNIST and, when CIFAR-10 is on disk, on CIFAR-10 (with MNIST as the natural-image OOD
 # set). Other profiles skip it (training a WRN-28-8 is a GPU job).

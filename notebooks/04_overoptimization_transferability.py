@@ -8,8 +8,9 @@
 # %% [markdown]
 # # 04. Over-optimised and multi-class adversarial examples: what the logits say about transferability
 #
-# Chapter 01 proved two lemmas of Ozbulak, De Neve and Van Messem (papers 001 and 004,
-# "How the Softmax Output is Misleading for Evaluating the Strength of Adversarial Examples"):
+# Chapter 01 proved two lemmas of Ozbulak, De Neve and Van Messem, "How the Softmax Output is
+# Misleading for Evaluating the Strength of Adversarial Examples" ({cite}`ozbulak2018misleading`;
+# long version {cite}`ozbulak2018misleadinglong`, cited below by its sections):
 #
 # - **Lemma 2.1**: in limited precision, once the softmax output of the largest logit has been
 #   rounded to 1, raising that logit further changes nothing in the output;
@@ -81,7 +82,7 @@ display(Markdown(
 # %% [markdown]
 # ## The setting
 #
-# 004 (appendix B) uses three ImageNet models of different families, AlexNet, VGG-16 and
+# Ozbulak et al. (appendix B) use three ImageNet models of different families, AlexNet, VGG-16 and
 # ResNet-50, and 2500 validation images that all three classify correctly; every image gets
 # a target class. Without the ImageNet weights and images we use three families trained on
 # MNIST by softlib: the convolutional network of chapter 02 (CNN), a wide residual network
@@ -101,7 +102,7 @@ display(Markdown(f"{st.note}. {len(st.x)} images selected; figures 1 and 2 use t
 # %% [markdown]
 # ## Points of reference: natural images and the float32 softmax
 #
-# 004 compares its adversarial activations with natural ones: on the pretrained ResNet-50 the
+# Ozbulak et al. compare their adversarial activations with natural ones: on the pretrained ResNet-50 the
 # highest class activation of any ImageNet validation image is about 52, and the highest for
 # the target class *radio* about 23. We measure the same on our models, and where the float32
 # softmax starts reading exactly 1.0. With one strong competitor the rounding happens once the
@@ -141,17 +142,17 @@ display(Markdown(
 # %% [markdown]
 # ## The attacks, and the units of the step
 #
-# Both attacks are plain gradient ascent on class activations (004 appendix B), with images
+# Both attacks are plain gradient ascent on class activations (appendix B), with images
 # kept valid (pixels on the 0..255 grid):
 #
 # $$X_{i+1} = X_i + \alpha\,\nabla_X g_c(X_i) \quad (\alpha = 0.15),\qquad
 #   X_{i+1} = X_i + \alpha\,\nabla_X g_c(X_i) + \beta\,\nabla_X g_d(X_i)\quad (\alpha,\beta \in [0.05, 0.1]),$$
 #
 # the larger multiplier going, at every step, to the currently less likely of $c$ and $d$.
-# We take $d$ as the most likely class at the start other than the label and $c$ (001's
-# "second most likely class").
+# We take $d$ as the most likely class at the start other than the label and $c$ (the workshop version's
+# "second most likely class", after {cite:t}`carlini2017towards`).
 #
-# 004 writes $X \in [0, 255]$. Taken literally, with our models reading $x = X/255$, the chain
+# The paper writes $X \in [0, 255]$. Taken literally, with our models reading $x = X/255$, the chain
 # rule gives a step of $\alpha\,\nabla_x f / 255^2$ on $x$: tiny. Here is what it does, against
 # the same $\alpha$ applied on the $[0, 1]$ scale (`pixel_units="unit"`, step $\alpha\,\nabla_x f$):
 
@@ -197,7 +198,7 @@ display(Markdown(
 # %% [markdown]
 # ## Figure 1: over-optimised examples all read softmax 1.0
 #
-# 004 figure 1 shows an arctic fox turned into a radio at softmax 1 with activations of about
+# The paper's figure 1 shows an arctic fox turned into a radio at softmax 1 with activations of about
 # $10^2$, $5\cdot 10^2$ and $4\cdot 10^3$. We pick, on the figure model, the example whose
 # over-optimisation reached softmax 1.0 with the largest final activation, and show it at
 # three steps after the softmax reached 1.0.
@@ -254,7 +255,7 @@ display(Markdown(
 # %% [markdown]
 # ## Figure 2: multi-class examples whose confidence falls while the activations rise
 #
-# 004 figure 2: an apple turned into a radio whose confidence goes 0.75, 0.71, 0.57 while its
+# The paper's figure 2: an apple turned into a radio whose confidence goes 0.75, 0.71, 0.57 while its
 # top activation goes 39, 190, 523, the second class always one unit behind (Lemma 2.2).
 
 # %% tags=["hide-input"]
@@ -280,7 +281,7 @@ display(Markdown(
 # %% [markdown]
 # ## Figures 3 to 5: activation and softmax against transferability
 #
-# 004's data cleaning drops the examples that have not transferred by the last step; each
+# The paper's data cleaning drops the examples that have not transferred by the last step; each
 # step then becomes a point whose x is the percentage of the retained examples that have
 # transferred by that step, and whose y is the mean over the retained examples of the
 # source's top activation (blue, left axis) and of its softmax (red, right axis), with 95%
@@ -379,7 +380,7 @@ display(Markdown("\n\n".join(summary(a) for a in transfer.ATTACKS)))
 # %% [markdown]
 # ## The paper's claims, and what our run says
 #
-# 004 claims (section 2 and appendix B):
+# The paper claims (section 2 and appendix B):
 #
 # 1. the over-optimised softmax "almost immediately jumps to 100%", after which consecutive
 #    examples cannot be told apart by it (Lemma 2.1);
