@@ -43,7 +43,6 @@ from the label). Keeping only the successes is :mod:`softlib.sets`'s job.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -387,17 +386,3 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     if not outs:
         return x.clone(), torch.zeros(0, dtype=torch.bool)
     return torch.cat(outs), torch.cat(succ)
-
-
-def time_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> dict[str, Any]:
-    """Run :func:`run_attack` and return wall time, success rate and perturbation norms."""
-    t0 = time.perf_counter()
-    x_adv, success = run_attack(name, model, x, y, **kwargs)
-    wall = time.perf_counter() - t0
-    delta = (x_adv - x).flatten(1)
-    return {
-        "attack": name, "n": len(x), "wall_s": wall, "success_rate": float(success.float().mean()) if len(x) else 0.0,
-        "linf_mean": float(delta.abs().amax(1).mean()) if len(x) else 0.0,
-        "l2_mean": float(delta.norm(dim=1).mean()) if len(x) else 0.0,
-        "x_adv": x_adv, "success": success,
-    }

@@ -92,13 +92,6 @@ def _device(device: str | torch.device | None) -> torch.device:
     return get_device(device)
 
 
-def _sq_dists(q: torch.Tensor, p: torch.Tensor, p_sq: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances (float64, clamped at 0) between rows of ``q`` and ``p``."""
-    d2 = torch.addmm(p_sq[None, :], q, p.T, alpha=-2.0)  # ||p||^2 - 2 q.p, one fused GEMM
-    d2 += (q * q).sum(1, keepdim=True)
-    return d2.clamp_(min=0.0)
-
-
 def gaussian_logsumexp(points: torch.Tensor, queries: np.ndarray, device: torch.device) -> np.ndarray:
     """``log sum_i exp(-||q - p_i||^2 / 2)`` for every query row, exactly, in blocks.
 

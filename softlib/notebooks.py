@@ -103,15 +103,49 @@ def execute(path: Path, out: Path, parameters: dict[str, Any], *, cwd: Path | No
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     t0 = time.perf_counter()
     try:
+        # the kernel's stderr (tqdm bars, warnings) streams to this terminal as it comes ...
         pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
                             cwd=str(cwd or path.parent), progress_bar=False, execution_timeout=timeout,
-                            log_output=False)
+                            log_output=False, stderr_file=sys.stderr)
     except PapermillExecutionError as exc:
         raise NotebookFailed(
             f"notebook {path.name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
             f"the executed copy with the traceback is {out}"
         ) from None
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    tidy_outputs(out)  # ... and stays out of the page
+    return seconds
+
+
+#: Output types a reader's page does not show: text on stderr (progress bars, warnings,
+#: which carry absolute paths) and widget progress bars (tqdm.auto when ipywidgets is installed).
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def tidy_outputs(path: Path) -> int:
+    """Drop stderr and widget outputs from an executed notebook; hide papermill's injected cell.
+
+    The terminal that ran the notebook has already shown them (``execute`` streams the
+    kernel's stderr there). Papermill's ``injected-parameters`` cell gets the ``remove-cell``
+    tag: the page says which profile ran in its own words. Returns the number of outputs dropped.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    dropped = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        kept = [o for o in cell.get("outputs", [])
+                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                and _WIDGET_MIME not in o.get("data", {})]
+        dropped += len(cell.get("outputs", [])) - len(kept)
+        cell.outputs = kept
+    nbformat.write(nb, str(path))
+    return dropped
 
 
 def _previous_seconds(profile: str) -> dict[str, float]:

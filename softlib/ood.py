@@ -64,12 +64,6 @@ LUMA = (0.299, 0.587, 0.114)
 FORMAT = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32)}
 
 
-def image_format(dataset: str) -> tuple[int, int]:
-    """``(channels, size)`` of the images of ``dataset``."""
-    check_choice("data set", dataset, FORMAT)
-    return FORMAT[dataset]
-
-
 def gaussian_noise(n: int, channels: int, size: int, *, seed: int, mean: float = GAUSSIAN_MEAN,
                    std: float = GAUSSIAN_STD, clip: bool = True) -> torch.Tensor:
     """``n`` images with i.i.d. N(``mean``, ``std``^2) pixels, clipped to [0, 1] unless ``clip``
