@@ -59,6 +59,7 @@ def compare(a: Path, b: Path, profile: str) -> pd.DataFrame:
 
 
 def _run(profile: str, only: list[str], threads: int, root: Path) -> float:
+    root = root.absolute()  # the kernels run in notebooks/: relative paths would land there
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "OPENBLAS_NUM_THREADS": str(threads), "SOFTLIB_CACHE": str(root / "cache"),
            "SOFTLIB_RESULTS": str(root / "results")}
