@@ -82,14 +82,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=["01", "02", "03"], help="chapters to run twice")
     parser.add_argument("--threads", nargs=2, type=int, default=[1, 2], metavar=("A", "B"))
     parser.add_argument("--work", type=Path, default=Path("build/repro"), help="folder for the two runs")
+    parser.add_argument("--compare-only", action="store_true", help="compare the two runs already in --work")
     args = parser.parse_args(argv)
     check_choice("profile", args.profile, PROFILES)
     for t in args.threads:
         check_int("--threads", t, low=1, high=os.cpu_count() or 1)
     notebook_paths(args.only)  # refuses unknown chapters before any work
-    walls = {}
+    walls: dict[str, float] = {}
     for label, t in zip("AB", args.threads):
-        walls[label] = _run(args.profile, args.only, t, args.work / f"threads-{t}")
+        if not args.compare_only:
+            walls[label] = _run(args.profile, args.only, t, args.work / f"threads-{t}")
     table = compare(args.work / f"threads-{args.threads[0]}" / "results", args.work / f"threads-{args.threads[1]}" / "results",
                     args.profile)
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 40):
