@@ -11,10 +11,11 @@ STAMP   := $(VENV)/.softlib-installed-$(SPEC)
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help env data book notebook test lab bench sync clean distclean
+.PHONY: help env data book notebook test fuzz lab bench sync clean distclean
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
 	@echo "make test                              run the test suite"
+	@echo "make fuzz [FUZZ_EXAMPLES=2000]         the property-based fuzz of the API and notebook parameters, many cases"
 	@echo "make notebook NB=03 [PROFILE=...]      execute one chapter into book/chapters/"
 	@echo "make lab                               JupyterLab (the .py notebooks open as notebooks)"
 	@echo "make bench                             benchmarks against torchattacks / scipy / sklearn"
@@ -47,6 +48,10 @@ notebook: data
 
 test: data
 	$(BIN)/python -m pytest -q
+
+FUZZ_EXAMPLES ?= 2000
+fuzz: data
+	SOFTLIB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s --timeout 3600 tests/test_fuzz.py
 
 lab: env
 	$(BIN)/python -m pip install -q --disable-pip-version-check ".[lab]"
