@@ -25,7 +25,20 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softlib import attacks, cache, data, detectors, metrics, models, notebooks, overoptimize, record, runtime, sets, zoo
+from softlib import (
+    attacks,
+    cache,
+    data,
+    detectors,
+    metrics,
+    models,
+    notebooks,
+    overoptimize,
+    record,
+    runtime,
+    sets,
+    zoo,
+)
 from softlib.profiles import PROFILES, get_profile
 from softlib.validate import SoftlibError, check_environment, check_notebook_parameters
 
