@@ -11,11 +11,12 @@ STAMP   := $(VENV)/.softlib-installed-$(SPEC)
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro
+.PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro fuzz
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
 	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"
 	@echo "make test-fast                         unit and property tests only (no papermill, no browser)"
+	@echo "make fuzz [FUZZ_EXAMPLES=2000]         the property-based fuzz of the API and notebook parameters, many cases"
 	@echo "make notebook NB=03 [PROFILE=...]      execute one chapter into book/chapters/"
 	@echo "make verify-repro [NB=\"01 02 03\"]       run chapters twice (1 vs 2 threads), diff the verdicts"
 	@echo "make lab                               JupyterLab (the .py notebooks open as notebooks)"
@@ -58,6 +59,10 @@ verify-repro: data
 # the development loop: everything but the tests marked `slow` (papermill, the book build, Chromium)
 test-fast: data
 	$(BIN)/python -m pytest -q -m "not slow"
+
+FUZZ_EXAMPLES ?= 2000
+fuzz: data
+	SOFTLIB_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -s --timeout 3600 tests/test_fuzz.py
 
 lab: env
 	$(BIN)/python -m pip install -q --disable-pip-version-check ".[lab]"

@@ -256,7 +256,8 @@ def make_attack(name: str, model: nn.Module, *, eps: float, steps: int | None = 
     if not isinstance(model, nn.Module):
         raise SoftlibError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     eps = check_float("eps", eps, low=0.0, high=1.0)
-    steps = DEFAULT_STEPS[name] if steps is None else check_int("steps", steps, low=1)
+    # 004 runs the longest attack of the papers, 500 iterations; 100,000 bounds a typo's run time
+    steps = DEFAULT_STEPS[name] if steps is None else check_int("steps", steps, low=1, high=100_000)
     if name == "fgsm" and steps != 1:
         raise SoftlibError(f"FGSM is a single-step attack: steps must be 1 (or None), got {steps}")
     if step_size is None:

@@ -256,6 +256,12 @@ def _check_options(arch: str, opts: dict[str, object]) -> dict[str, object]:
 
 def _param_estimate(arch: str, num_classes: int, in_channels: int, image_size: int, opts: dict) -> float:
     """Roughly how many weights ``build_model`` would create (to refuse absurd sizes before allocating)."""
+    w = int(opts.get("width", 1)) if arch == "wrn" else 1
+    return _body_estimate(arch, num_classes, in_channels, image_size, opts) + 9.0 * 64 * w * in_channels \
+        + 128.0 * w * num_classes
+
+
+def _body_estimate(arch: str, num_classes: int, in_channels: int, image_size: int, opts: dict) -> float:
     if arch == "wrn":
         n, w = (int(opts.get("depth", 28)) - 4) // 6, int(opts.get("width", 8))
         return 18.0 * max(n, 1) * w * w * (16**2 + 32**2 + 64**2) + 64.0 * w * num_classes
@@ -275,7 +281,7 @@ def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512,
     from .validate import check_model_input
 
     check_model_input("x", x, model)
-    check_int("batch_size", batch_size, low=1)
+    batch_size = check_int("batch_size", batch_size, low=1)
     dev = get_device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()

@@ -199,6 +199,8 @@ def _ascend(
     eval_every = check_int("eval_every", eval_every, low=1)
     batch_size = check_int("batch_size", batch_size, low=1)
     scale = 1.0 / check_float("pixel_scale", pixel_scale, low=1e-6) ** 2
+    if isinstance(keep_steps, (str, bytes)) or not isinstance(keep_steps, (list, tuple, range, np.ndarray)):
+        raise SoftlibError(f"keep_steps must be a list of step numbers, got {keep_steps!r}")
     keep_steps = sorted({check_int("keep_steps entry", s, low=0, high=iters) for s in keep_steps})
     mode = quantize_mode(quantize)
     device = get_device(device)

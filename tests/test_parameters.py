@@ -33,7 +33,17 @@ CASES = [
     ("05_detection_vs_robustness", {"profile": "fast"}, "unknown profile 'fast'"),
     ("05_detection_vs_robustness", {"dataset": "svhn"}, "'svhn'"),
     ("05_detection_vs_robustness", {"grid_eps": 2.0}, "2.0"),
+    # round 2 (issue 15)
+    ("01_softmax_lemmas", {"num_clases": 3}, "unknown notebook parameter(s) 'num_clases'"),
+    ("02_logit_distributions", {"attacks": "fgsm"}, "attacks must be a list of attacks, got the string 'fgsm'"),
+    ("02_logit_distributions", {"seed": 2**64}, "seed must be <= 4294967295"),
+    ("03_detectors", {"detectors": "nn"}, "got the string 'nn'"),
+    ("04_overoptimization_transferability", {"iterations": 10**12}, "above the cap"),
+    ("05_detection_vs_robustness", {"grid": "0.1"}, "got the string '0.1'"),
 ]
+if not __import__("softlib.data", fromlist=["available"]).available("cifar10"):
+    # without CIFAR-10 the message names CIFAR-10 itself, not the default OOD list
+    CASES.append(("02_logit_distributions", {"dataset": "cifar10"}, "dataset='cifar10' needs CIFAR-10 on disk"))
 
 
 @pytest.mark.parametrize("name,params,expected", CASES, ids=[f"{c[0][:2]}-{list(c[1])[0]}={c[1][list(c[1])[0]]}" for c in CASES])
