@@ -136,7 +136,7 @@ display(Markdown(f"Profile **{prof.name}** (no effect in this chapter), {num_cla
 # %%
 cs = sorted({2, num_classes, 1000})
 table = saturation_table(cs, dtypes, device=device)
-show = table[["dtype", "num_classes", "torch_computes_in", "gap_measured", "gap_predicted", "difference",
+show = table[["dtype", "num_classes", "torch_computes_in", "gap_measured", "gap_predicted", "predicted_kind", "difference",
               "spacing", "gap_sequential", "gap_sum_bound", "effective_terms", "gap_pure", "gap_onehot"]]
 show.style.format({"gap_measured": "{:.4f}", "gap_predicted": "{:.4f}", "difference": "{:+.4f}",
                    "spacing": "{:.2g}", "gap_sequential": "{:.4f}", "gap_sum_bound": "{:.4f}",
@@ -145,7 +145,11 @@ show.style.format({"gap_measured": "{:.4f}", "gap_predicted": "{:.4f}", "differe
 # %% [markdown]
 # Columns: `gap_measured` is the smallest gap (representable in the format) at which
 # `torch.softmax` returns $p_1=1.0$ exactly; `gap_predicted` is $\ln\frac{C-1}{u'}$ for the
-# case torch is in (case 1 when it computes in float32, else the upper end of case 2);
+# case torch is in, and `predicted_kind` says what it is: an *estimate* of the threshold in
+# case 1 (torch computes in float32 and rounds once), only an *upper bound* in case 2
+# (float32 and float64 are computed in the format; the measured gap falls anywhere between
+# `gap_sequential` and this bound, depending on the kernel's summation order, so a large
+# negative `difference` there is not a failed prediction);
 # `spacing` is the distance between representable gaps there; `gap_sequential` $=\ln\frac1u$
 # and `gap_sum_bound` $=\ln\frac{C-1}u$ bracket any in-format summation order;
 # `effective_terms` $=u\,e^{g_\text{measured}}$ is the $k$ of case 2; `gap_pure` is the

@@ -256,7 +256,10 @@ def saturation_table(
     Columns: ``dtype``, ``num_classes``, ``eps``, ``torch_computes_in`` (the
     format torch's kernel works in), ``gap_measured`` (torch.softmax, top output
     == 1), ``gap_predicted`` (:func:`epsilon_bound`, ``model="auto"``),
-    ``difference`` (measured - predicted), ``spacing`` (representable step of the
+    ``predicted_kind`` (``"estimate"`` where torch rounds once, case 1, so the value is
+    the threshold itself; ``"upper bound"`` where torch computes in the format, case 2:
+    ``ln((C-1)/u)`` is then only the largest gap any summation order needs, e.g. float32 with
+    C = 10 saturates at 16.64 against a bound of 18.83), ``difference`` (measured - predicted), ``spacing`` (representable step of the
     gap at the prediction), ``gap_sum_bound`` (``ln((C-1)/u)``, the upper end for
     native kernels), ``gap_sequential`` (``ln(1/u)``, the lower end),
     ``effective_terms`` (``u e^{g_measured}``: how many small terms the kernel
@@ -284,6 +287,7 @@ def saturation_table(
                     "torch_computes_in": "float32" if upcast else name,
                     "gap_measured": measured,
                     "gap_predicted": predicted,
+                    "predicted_kind": "estimate" if upcast else "upper bound",
                     "difference": measured - predicted,
                     "spacing": gap_spacing(predicted, name),
                     "gap_sum_bound": epsilon_bound(c, name, model="sum"),

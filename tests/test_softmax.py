@@ -186,6 +186,16 @@ def test_saturation_table_has_computed_rows():
     assert list(table["torch_computes_in"]) == ["float32", "float32", "float32", "float32"]
     assert (table["gap_measured"] > 5).all()
     assert np.allclose(table["difference"], table["gap_measured"] - table["gap_predicted"])
+    # float16 is computed in float32 and rounded once (an estimate); float32 natively (a bound)
+    assert list(table["predicted_kind"]) == ["estimate", "estimate", "upper bound", "upper bound"]
+
+
+def test_saturation_prediction_is_a_bound_for_native_formats():
+    # float32 / float64 are computed in the format: ln((C-1)/u) only bounds the measured gap
+    table = saturation_table([10, 1000], ["float32", "float64"], device=CPU)
+    assert (table["predicted_kind"] == "upper bound").all()
+    assert (table["gap_measured"] <= table["gap_predicted"] + table["spacing"]).all()
+    assert (table["gap_measured"] >= table["gap_sequential"] - table["spacing"]).all()
 
 
 # ---------------------------------------------------------------- Lemma 2.2
