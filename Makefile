@@ -11,11 +11,13 @@ STAMP   := $(VENV)/.softlib-installed-$(SPEC)
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help env data book notebook test lab bench sync clean distclean
+.PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
-	@echo "make test                              run the test suite"
+	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"
+	@echo "make test-fast                         unit and property tests only (no papermill, no browser)"
 	@echo "make notebook NB=03 [PROFILE=...]      execute one chapter into book/chapters/"
+	@echo "make verify-repro [NB=\"01 02 03\"]       run chapters twice (1 vs 2 threads), diff the verdicts"
 	@echo "make lab                               JupyterLab (the .py notebooks open as notebooks)"
 	@echo "make bench                             benchmarks against torchattacks / scipy / sklearn"
 	@echo "make sync                              re-pair notebooks/*.py -> *.ipynb (output-free)"
@@ -48,6 +50,14 @@ notebook: data
 
 test: data
 	$(BIN)/python -m pytest -q
+
+# the chapters twice (1 and 2 BLAS threads, separate caches): verdicts must agree (results/repro-<profile>.json)
+verify-repro: data
+	$(BIN)/python -m softlib.repro --profile $(PROFILE) --only $(or $(NB),01 02 03) --threads 1 2
+
+# the development loop: everything but the tests marked `slow` (papermill, the book build, Chromium)
+test-fast: data
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lab: env
 	$(BIN)/python -m pip install -q --disable-pip-version-check ".[lab]"

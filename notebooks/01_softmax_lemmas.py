@@ -9,7 +9,8 @@
 # # 01. The softmax lemmas: saturation and masking in finite precision
 #
 # A classifier's "confidence" is usually its top softmax output. Ozbulak, De Neve and
-# Van Messem (paper 004, section 2 and Appendix A; short version 001) argue that this
+# Van Messem {cite}`ozbulak2018misleadinglong` (section 2 and appendix A; short version
+# {cite}`ozbulak2018misleading`) argue that this
 # number hides how strongly an input (an adversarial example, say) drives the network,
 # and back the argument with two lemmas about the softmax in limited precision.
 # This chapter asks: **do the lemmas hold in the floating-point formats networks actually
@@ -17,12 +18,12 @@
 # listening?** Chapter 04 then watches both effects on real networks during adversarial
 # optimisation.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "quick"  # this chapter is cheap in every profile; the profile changes nothing here
 num_classes = 10  # C: classes of the saturation experiment (logits (g, 0, ..., 0))
 dtypes = ["float16", "bfloat16", "float32", "float64"]
 
-# %%
+# %% tags=["remove-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -39,8 +40,12 @@ from softlib.softmax import (
     top_prob_gradient,
     unit_roundoff,
 )
-from softlib.validate import check_int
+from softlib.validate import check_int, check_notebook_parameters
 
+from softlib.plots import use_book_style
+
+check_notebook_parameters()  # refuses parameters this notebook does not declare
+use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 prof = get_profile(profile)
 num_classes = check_int("num_classes", num_classes, low=2, high=100_000)
 dtypes = check_dtypes(dtypes)
@@ -50,16 +55,16 @@ display(Markdown(f"Profile **{prof.name}** (no effect in this chapter), {num_cla
                  f"formats {', '.join(dtypes)}, computed on **{device}**."))
 
 # %% [markdown]
-# ## The two lemmas (004 Appendix A)
+# ## The two lemmas (appendix A of Ozbulak et al.)
 #
 # The softmax of $\mathbf u=(u_1,\dots,u_M)^T\in\mathbb R^M$ is
-# $P(\mathbf u)_k = e^{u_k}/\sum_{m=1}^M e^{u_m}$ (004 section 2).
+# $P(\mathbf u)_k = e^{u_k}/\sum_{m=1}^M e^{u_m}$ (section 2 of {cite:t}`ozbulak2018misleadinglong`).
 #
 # **Lemma 2.1.** *When the softmax function is used in settings with limited decimal
 # precision, it is no longer sensitive to positive changes in the magnitude of the largest
 # input once the corresponding output has been mapped to one.*
 #
-# *Proof (004 Appendix A).* Take $\mathbf u=(u_1,u_2,\dots,u_M)^T\in\mathbb R^M$ with
+# *Proof ({cite:t}`ozbulak2018misleadinglong`, appendix A).* Take $\mathbf u=(u_1,u_2,\dots,u_M)^T\in\mathbb R^M$ with
 # $u_1\in\mathbb R^+$ such that $P(\mathbf u)=(p_1,p_2,\dots,p_M)^T$,
 # $p_1>p_i\ \forall i\in\{2,\dots,M\}$, and assume that the calculation is performed under a
 # limited decimal precision where the smallest positive number that can be represented is
@@ -71,7 +76,7 @@ display(Markdown(f"Profile **{prof.name}** (no effect in this chapter), {num_cla
 # function does not result in an increase in that output when the input of any other
 # non-zero output has a larger increase.*
 #
-# *Proof (004 Appendix A).* Take $\mathbf u\in\mathbb R^M$ such that
+# *Proof (appendix A).* Take $\mathbf u\in\mathbb R^M$ such that
 # $P(u_1,\dots,u_M)^T=(p_1,\dots,p_M)^T$ with $p_1>p_i\ \forall i\in\{2,\dots,M\}$, and assume
 # the same limited precision $\delta\in(0,0.1)$. If $p_n<\delta$, $n\in\{1,\dots,M\}$, then
 # $p_n\equiv 0$, and if $p_n>1-\delta$, then $p_n\equiv 1$. For any $t\in\{2,\dots,M\}$ with
@@ -146,7 +151,7 @@ show.style.format({"gap_measured": "{:.4f}", "gap_predicted": "{:.4f}", "differe
 # `effective_terms` $=u\,e^{g_\text{measured}}$ is the $k$ of case 2; `gap_pure` is the
 # pure-format implementation; `gap_onehot` is where the *whole* output becomes $(1,0,\dots,0)$.
 
-# %%
+# %% tags=["remove-input"]
 def _row(name: str, c: int):
     return table[(table.dtype == name) & (table.num_classes == c)].iloc[0]
 
@@ -200,7 +205,7 @@ display(Markdown(f"With $C={num_classes}$:\n\n" + "\n".join(lines)))
 # and the gradient, by autograd in each format, as the gap grows; exact zeros are drawn as
 # crosses on the bottom edge of the log axis.
 
-# %%
+# %% tags=["hide-input"]
 gaps = np.linspace(0.0, 50.0, 1001)
 colors = dict(zip(["float16", "bfloat16", "float32", "float64"], plt.cm.viridis(np.linspace(0, 0.85, 4))))
 floor = 1e-22
@@ -227,7 +232,7 @@ axes[1].legend(title="x = exactly 0", fontsize=8)
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["remove-input"]
 first_zero = {}
 for name in dtypes:
     r = grad_curves[name]
@@ -273,7 +278,7 @@ display(Markdown(
 # grey: the top class is no longer on top. The dashed line is $v_t=v_1$; the black contour is
 # where the exact margin is 0.
 
-# %%
+# %% tags=["hide-input"]
 v = np.linspace(0.0, 6.0, 241)
 V1, VT = np.meshgrid(v, v)
 cases = {
@@ -298,7 +303,7 @@ axes[0].set_ylabel("$v_t$ (added to logit $t$)")
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["remove-input"]
 summary = []
 for title, res in maps.items():
     applies = res["applies"]
@@ -316,7 +321,7 @@ display(Markdown("\n".join(summary)))
 # Below, a path of that kind: at each step the top logit rises by 1 and logit $t$ by 1.2,
 # starting from 4 and 1, with the other classes negligible or present. Computed in float32.
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 4))
 ax2 = ax.twinx()
 paths = {}
@@ -334,7 +339,7 @@ ax2.legend(loc="upper center", fontsize=8)
 plt.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["remove-input"]
 neg, pres = paths["negligible (at -30)"], paths["present (at 0)"]
 peak = int(np.argmax(pres["p1"]))
 display(Markdown(
@@ -365,7 +370,8 @@ display(Markdown(
 # ## The claims, decided
 #
 # The lemmas are statements about arithmetic, so their numbers are exact (no sampling, no
-# interval). The claims and their tests live in `softlib.claims01`.
+# interval) and the same in every profile: this chapter has no paper-settings run to compare
+# with. The claims and their tests live in `softlib.claims01`.
 
 # %%
 from myst_nb import glue
@@ -382,6 +388,8 @@ claim_table = claims.evaluate(claims01.CLAIMS, results01)
 display(claims.display_table(claim_table).style.hide(axis="index"))
 glue("n_held_01", int((claim_table["verdict"] == "held").sum()), display=False)
 glue("n_claims_01", len(claim_table), display=False)
+
+# %% tags=["remove-cell"]
 record("01_softmax_lemmas", prof.name, {
     "saturation": table[["dtype", "num_classes", "gap_measured", "gap_predicted"]].to_dict("records"),
     "claims": claims.for_record(claim_table),

@@ -10,10 +10,11 @@
 #
 # Chapter 02 showed that legitimate images, adversarial examples and out-of-distribution (OOD)
 # inputs have visibly different *logits*, and that the softmax hides much of the difference.
-# This chapter asks the quantitative question of paper 000 ("How the Softmax Activation Hinders
-# the Detection of Adversarial and Out-of-Distribution Examples", section 4) and of its workshop
-# predecessor 002 (Aigrain & Detyniecki, "Detecting Adversarial Examples and Other
-# Misclassifications in Neural Networks by Introspection"):
+# This chapter asks the quantitative question of the ICLR 2020 submission "How the Softmax Activation
+# Hinders the Detection of Adversarial and Out-of-Distribution Examples" {cite}`softmax_hinders_2020`
+# (section 4; *the submission* below) and of its workshop predecessor by Aigrain & Detyniecki,
+# "Detecting Adversarial Examples and Other Misclassifications in Neural Networks by
+# Introspection" {cite}`aigrain2019introspection`:
 #
 # > **Does a detector fed with logits beat the same detector fed with softmax probabilities,
 # > and how do logit-based detectors compare with the literature?**
@@ -21,24 +22,24 @@
 # The detectors (all in `softlib.detectors`, one scikit-learn interface, score = higher is
 # more legitimate):
 #
-# - **Softmax Baseline** (SB, Hendrycks & Gimpel 2017): the max softmax probability.
-# - **Trust Score** (TS, Jiang et al. 2018): distance to the closest other class over
-#   distance to the predicted class, in some feature space (000 and 002 do not say which; we
+# - **Softmax Baseline** (SB, {cite:t}`hendrycks2017baseline`): the max softmax probability.
+# - **Trust Score** (TS, {cite:t}`jiang2018trust`): distance to the closest other class over
+#   distance to the predicted class, in some feature space (neither paper says which; we
 #   use the logits, and show the softmax too).
-# - **KDE** (000 section 4.2): a Gaussian kernel density of *legitimate* features only,
+# - **KDE** (the submission, section 4.2): a Gaussian kernel density of *legitimate* features only,
 #   Scott's rule bandwidth as in scipy; unsupervised.
-# - **NN** (000 section 4.1) = **Introspection-Net** (002 section 3.1): a 3-layer regression
+# - **NN** (the submission, section 4.1) = **Introspection-Net** (Aigrain & Detyniecki, section 3.1): a 3-layer regression
 #   network (128 ReLU units each, dropout 0.2, batch norm) trained with MSE and RMSprop to output
 #   1 for legitimate and 0 for other inputs; *supervised*: it sees the OOD and adversarial sets
 #   during training.
 #
-# Metrics (000 section 4.3, after Hendrycks & Gimpel): AUROC, AUPR-In (legitimate = positive),
+# Metrics (the submission, section 4.3, after Hendrycks & Gimpel): AUROC, AUPR-In (legitimate = positive),
 # AUPR-Out (the others positive, score negated) and the FPR at 95% TPR "as in Liang et al.":
 # legitimate inputs are the positive class, the threshold accepts 95% of them, and the FPR is
 # the share of OOD / adversarial inputs it accepts too (`softlib.metrics`, convention
 # `positive="legit"`; OpenOOD's convention, OOD positive, gives other FPR numbers). All in percent.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "quick"  # "smoke" (seconds, tests only), "quick" (CPU, minutes), "paper" (GPU)
 in_distribution = "mnist"  # "mnist" or "cifar10" (000 uses both)
 arch = "cnn"  # "cnn" (000 table 1, "custom network") or "wrn" (WRN-28-8 in the paper profile)
@@ -46,7 +47,7 @@ seed = 0
 detectors = ["sb", "ts", "kde", "nn"]  # the detectors of 000 table 2
 modern = ["maxlogit", "energy", "mahalanobis"]  # beyond the papers
 
-# %%
+# %% tags=["remove-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -64,16 +65,20 @@ from softlib.paper import softmax_hinders as p000
 from softlib.profiles import get_profile
 from softlib.record import record
 from softlib.runtime import get_device, seed_everything
-from softlib.validate import SoftlibError, check_choice, check_int
+from softlib.validate import SoftlibError, check_choice, check_list, check_notebook_parameters, check_seed
 
+from softlib.plots import use_book_style
+
+check_notebook_parameters()  # refuses parameters this notebook does not declare
+use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 t_start = time.perf_counter()
 prof = get_profile(profile)
 check_choice("in_distribution", in_distribution, ("mnist", "cifar10"))
 check_choice("arch", arch, tuple(p000.ARCH_TO_MODEL))
 paper_model = p000.model_key(arch)
-seed = check_int("seed", seed, low=0)
-detectors = [check_choice("detector", d, p000.TABLE2_DETECTORS) for d in detectors]
-modern = [check_choice("modern detector", d, ("maxlogit", "energy", "mahalanobis")) for d in modern]
+seed = check_seed("seed", seed)
+detectors = check_list("detectors", detectors, p000.TABLE2_DETECTORS, item="detector")
+modern = check_list("modern", modern, ("maxlogit", "energy", "mahalanobis"), min_len=0, item="modern detector")
 if "nn" not in detectors:
     raise SoftlibError("detectors must include 'nn': tables 2-3 and the Introspection-Net table are built around it")
 seed_everything(seed)
@@ -95,10 +100,10 @@ Profile shortcuts: {prof.shortcuts}.
 # The classifier comes from `softlib.zoo` (trained once, then cached) and the sets from
 # `softlib.sets`, the same ones chapter 02 uses: adversarial examples (FGSM, BIM, DeepFool,
 # MaxConfidence; L∞, only the misclassified results kept), OOD sets (Gaussian and uniform noise,
-# CIFAR-10, Fashion-MNIST) and 002's *errors* (images with a 7×7 black patch that the model gets
+# CIFAR-10, Fashion-MNIST) and Aigrain & Detyniecki's *errors* (images with a 7×7 black patch that the model gets
 # wrong). Detector training data comes from the training split, test data from the test split.
 
-# %%
+# %% tags=["hide-input"]
 model = zoo.get_model(arch, in_distribution, prof, seed)
 available = sets.available_sets(in_distribution)
 groups000 = tables.paper_sets(in_distribution, available, paper="000")
@@ -146,7 +151,7 @@ display(Markdown(
 # Each detector is fitted once per input representation and scores every test set. The
 # unsupervised ones (SB, KDE) and the Trust Score see only legitimate training images (the Trust
 # Score with their labels); the NN detector is trained on those plus the training examples of the
-# 8 adversarial and OOD sets (000 section 4.3: one detector for all sets, 10% held out for
+# 8 adversarial and OOD sets (the submission, section 4.3: one detector for all sets, 10% held out for
 # validation; the weights of the best validation epoch are kept).
 
 # %%
@@ -181,13 +186,13 @@ display(Markdown(
 ))
 
 # %% [markdown]
-# ## 000 table 2: four detectors, logits for KDE and NN
+# ## The submission's table 2: four detectors, logits for KDE and NN
 #
 # As in the paper, each cell is the average of the metric over the 4 adversarial sets, the 4 OOD
 # sets, or all 8 ("All"). SB works on softmax by definition; TS, KDE and NN on logits.
-# `paper` is 000 table 2 for the same network and data set, `diff` = ours − paper.
+# `paper` is the submission's table 2 for the same network and data set, `diff` = ours − paper.
 
-# %%
+# %% tags=["hide-input"]
 TABLE2_CELLS = {("sb", "softmax"), ("ts", "logits"), ("kde", "logits"), ("nn", "logits")}
 ours_t2 = grouped[[(d, f) in TABLE2_CELLS for d, f in zip(grouped["detector"], grouped["feature"])]]
 paper_t2 = p000.table2().query("model == @paper_model and dataset == @in_distribution")
@@ -203,20 +208,20 @@ display(detail.pivot_table(index=["group", "set"], columns=["metric", "detector"
         .reindex(columns=["auroc", "fpr95"], level=0).style.format("{:.1f}"))
 
 # %% [markdown]
-# ## 000 table 3: the same detectors on softmax and on logits
+# ## The submission's table 3: the same detectors on softmax and on logits
 #
 # The KDE (unsupervised) and the NN (supervised, the "best case" that can learn its own features
 # from the input) are each run on both representations; the Trust Score is added as a third
 # detector (not in the paper: `paper` stays empty).
 #
 # One methodological difference matters for the KDE on softmax: softmax rows sum to 1, so
-# their covariance is singular, and scipy's `gaussian_kde` (which 000 used) either fails or,
+# their covariance is singular, and scipy's `gaussian_kde` (which the submission used) either fails or,
 # in float arithmetic, works with a covariance whose smallest direction is pure rounding noise.
 # `softlib.detectors.KDE` adds a tiny ridge instead (reported in the training summary above).
-# 000 does not say how it got around this, so its softmax-KDE numbers may partly reflect
+# The submission does not say how it got around this, so its softmax-KDE numbers may partly reflect
 # that numerical noise rather than the information content of the softmax.
 
-# %%
+# %% tags=["hide-input"]
 ours_t3 = grouped[grouped["detector"].isin(["ts", "kde", "nn"])]
 paper_t3 = p000.table3().query("model == @paper_model and dataset == @in_distribution")
 t3 = tables.side_by_side(ours_t3, paper_t3, rows=["group", "detector", "feature"])
@@ -225,7 +230,7 @@ display(t3.style.format("{:.1f}", na_rep=""))
 # %% [markdown]
 # ## ROC curves, softmax against logits, all 8 sets pooled
 
-# %%
+# %% tags=["hide-input"]
 roc_dets = [d for d in ("ts", "kde", "nn") if d in detectors]
 fig, axes = plt.subplots(1, len(roc_dets) + 1, figsize=(3.6 * (len(roc_dets) + 1), 3.5), sharey=True)
 pooled = {}
@@ -254,9 +259,9 @@ plt.show()
 # so differs slightly from the "All" column above, which averages per-set AUROCs like the paper.)
 
 # %% [markdown]
-# ## 002 table 2: Introspection-Net against SB and TS, per set
+# ## Aigrain & Detyniecki's table 2: Introspection-Net against SB and TS, per set
 #
-# 002 trains the same network on logits, with 700 images of each other set (its errors set
+# Aigrain & Detyniecki train the same network on logits, with 700 images of each other set (its errors set
 # included) and the *correctly classified* in-distribution images as positives: it predicts
 # whether the classifier is right. We rebuild that regime (`D.introspection_net`): positives
 # are the correctly classified legitimate images (training and test), every other set is negative.
@@ -295,10 +300,10 @@ display(Markdown(
 # %% [markdown]
 # ## Beyond the papers: MaxLogit, Energy and Mahalanobis
 #
-# Three later detectors that need no OOD data for training: the max logit (Hendrycks et al.
-# 2022), the energy score $T \log \sum_i e^{z_i/T}$ with $T = 1$ (Liu et al. 2020), both
+# Three later detectors that need no OOD data for training: the max logit (Hendrycks et al.,
+# 2022), the energy score $T \log \sum_i e^{z_i/T}$ with $T = 1$ {cite}`liu2020energy`, both
 # functions of the logits alone, and the Mahalanobis distance to the closest class mean in the
-# last hidden layer with a shared covariance (Lee et al. 2018, without its input pre-processing).
+# last hidden layer with a shared covariance ({cite:t}`lee2018mahalanobis`, without its input pre-processing).
 # The supervised NN detector on logits is repeated for reference.
 
 # %%
@@ -343,8 +348,10 @@ def paper_auroc(group: str, det: str, feat: str) -> float:
 
 
 auroc_ci = claims03.auroc_table(results03, sorted(scores000), paper_auroc)
-display(auroc_ci.style.format({"paper": "{:.1f}", "ours": "{:.1f}", "diff": "{:+.1f}"}, na_rep="")
-        .hide(axis="index"))
+shown_ci = claims03.with_recorded(auroc_ci, claims.recorded_run("03_detectors") if prof.name != "paper" else None)
+display(shown_ci.style.format({"paper": "{:.1f}", "ours": "{:.1f}", "diff": "{:+.1f}", "recorded (paper settings)": "{:.1f}"},
+                              na_rep="").hide(axis="index"))
+display(Markdown(claims.recorded_note("03_detectors")))
 
 # %% [markdown]
 # ## The papers' claims against our numbers
@@ -360,6 +367,7 @@ display(auroc_ci.style.format({"paper": "{:.1f}", "ours": "{:.1f}", "diff": "{:+
 # %%
 claim_table = claims.evaluate(claims03.CLAIMS, results03)
 display(claims.display_table(claim_table).style.hide(axis="index"))
+display(Markdown(claims.recorded_note("03_detectors")))
 verdict_counts = claim_table["verdict"].value_counts()
 glue("n_claims_03", len(claim_table), display=False)
 glue("n_held_03", int(verdict_counts.get("held", 0)), display=False)
@@ -389,7 +397,7 @@ if best_modern:
 # Beyond the papers, the best of the three later detectors that see no OOD data is
 # {glue:text}`best_modern_03` with an All-AUROC of {glue:text}`best_modern_auroc_03` (table above).
 
-# %%
+# %% tags=["remove-cell"]
 wall = time.perf_counter() - t_start
 record("03_detectors", prof.name, {
     "in_distribution": in_distribution, "arch": arch, "seed": seed, "stand_in": stand_in, "test_acc": acc,

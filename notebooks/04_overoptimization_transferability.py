@@ -8,8 +8,9 @@
 # %% [markdown]
 # # 04. Over-optimised and multi-class adversarial examples: what the logits say about transferability
 #
-# Chapter 01 proved two lemmas of Ozbulak, De Neve and Van Messem (papers 001 and 004,
-# "How the Softmax Output is Misleading for Evaluating the Strength of Adversarial Examples"):
+# Chapter 01 proved two lemmas of Ozbulak, De Neve and Van Messem, "How the Softmax Output is
+# Misleading for Evaluating the Strength of Adversarial Examples" ({cite}`ozbulak2018misleading`;
+# long version {cite}`ozbulak2018misleadinglong`, cited below by its sections):
 #
 # - **Lemma 2.1**: in limited precision, once the softmax output of the largest logit has been
 #   rounded to 1, raising that logit further changes nothing in the output;
@@ -24,7 +25,7 @@
 # *transfers*, i.e. also fools a model it was not made on. Does the softmax say anything about
 # transferability? Do the logits?
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "quick"  # "smoke" (seconds, tests), "quick" (CPU laptop), "paper" (004: 2500 images x 500 iterations)
 setting = "auto"  # "auto": ImageNet when the weights and images are on disk, else "mnist"; or "imagenet", "mnist"
 seed = 0  # image selection and target classes
@@ -33,7 +34,7 @@ iterations = None  # None: the profile's number (paper: 500)
 pixel_units = "unit"  # units alpha is applied in: "unit" ([0, 1] pixels) or "paper" ([0, 255], see below)
 eval_every = 1  # evaluate the other models every this many steps
 
-# %%
+# %% tags=["remove-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -46,7 +47,10 @@ from softlib import imagenet, overoptimize as oo, transfer
 from softlib.paper import misleading_softmax as paper
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
-from softlib.validate import check_choice, check_int
+from softlib.validate import check_alloc, check_choice, check_int, check_notebook_parameters, check_seed
+from softlib.plots import use_book_style
+
+use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 
 
 def nanmed(v) -> float:
@@ -54,14 +58,15 @@ def nanmed(v) -> float:
     v = np.asarray(v, dtype=float)
     return float(np.median(v[np.isfinite(v)])) if np.isfinite(v).any() else float("nan")
 
-
+check_notebook_parameters()  # refuses parameters this notebook does not declare
 prof = get_profile(profile)
 check_choice("setting", setting, transfer.SETTINGS)
-seed = check_int("seed", seed, low=0)
+seed = check_seed("seed", seed)
 n = prof.transfer_images if n_images is None else check_int("n_images", n_images, low=2)
 iters = prof.transfer_iters if iterations is None else check_int("iterations", iterations, low=1)
 scale = transfer.pixel_scale(pixel_units)
 eval_every = check_int("eval_every", eval_every, low=1, high=iters)
+check_alloc(f"n_images={n} x iterations={iters}", 6 * oo.record_bytes(n, iters, k=2, n_observers=2, eval_every=eval_every))  # 2 attacks x 3 models
 setting_name = transfer.resolve_setting(setting)
 seed_everything(seed)
 device = get_device()
@@ -78,14 +83,14 @@ display(Markdown(
 # %% [markdown]
 # ## The setting
 #
-# 004 (appendix B) uses three ImageNet models of different families, AlexNet, VGG-16 and
+# Ozbulak et al. (appendix B) use three ImageNet models of different families, AlexNet, VGG-16 and
 # ResNet-50, and 2500 validation images that all three classify correctly; every image gets
 # a target class. Without the ImageNet weights and images we use three families trained on
 # MNIST by softlib: the convolutional network of chapter 02 (CNN), a wide residual network
 # (WRN) and a multi-layer perceptron (MLP), with images of the MNIST test split correctly
 # classified by all three and a random wrong target class per image.
 
-# %%
+# %% tags=["hide-input"]
 t0 = time.perf_counter()
 st = transfer.load_setting(setting_name, prof, seed=seed, n=n, progress=progress)
 names = list(st.models)
@@ -98,14 +103,14 @@ display(Markdown(f"{st.note}. {len(st.x)} images selected; figures 1 and 2 use t
 # %% [markdown]
 # ## Points of reference: natural images and the float32 softmax
 #
-# 004 compares its adversarial activations with natural ones: on the pretrained ResNet-50 the
+# Ozbulak et al. compare their adversarial activations with natural ones: on the pretrained ResNet-50 the
 # highest class activation of any ImageNet validation image is about 52, and the highest for
 # the target class *radio* about 23. We measure the same on our models, and where the float32
 # softmax starts reading exactly 1.0. With one strong competitor the rounding happens once the
 # gap between the two largest logits passes $\ln 2^{24} \approx 16.6$ (chapter 01): the sum
 # $1 + e^{-\text{gap}}$ rounds to 1 in float32.
 
-# %%
+# %% tags=["hide-input"]
 if st.name == "mnist":
     from softlib import data
 
@@ -138,21 +143,21 @@ display(Markdown(
 # %% [markdown]
 # ## The attacks, and the units of the step
 #
-# Both attacks are plain gradient ascent on class activations (004 appendix B), with images
+# Both attacks are plain gradient ascent on class activations (appendix B), with images
 # kept valid (pixels on the 0..255 grid):
 #
 # $$X_{i+1} = X_i + \alpha\,\nabla_X g_c(X_i) \quad (\alpha = 0.15),\qquad
 #   X_{i+1} = X_i + \alpha\,\nabla_X g_c(X_i) + \beta\,\nabla_X g_d(X_i)\quad (\alpha,\beta \in [0.05, 0.1]),$$
 #
 # the larger multiplier going, at every step, to the currently less likely of $c$ and $d$.
-# We take $d$ as the most likely class at the start other than the label and $c$ (001's
-# "second most likely class").
+# We take $d$ as the most likely class at the start other than the label and $c$ (the workshop version's
+# "second most likely class", after {cite:t}`carlini2017towards`).
 #
-# 004 writes $X \in [0, 255]$. Taken literally, with our models reading $x = X/255$, the chain
+# The paper writes $X \in [0, 255]$. Taken literally, with our models reading $x = X/255$, the chain
 # rule gives a step of $\alpha\,\nabla_x f / 255^2$ on $x$: tiny. Here is what it does, against
 # the same $\alpha$ applied on the $[0, 1]$ scale (`pixel_units="unit"`, step $\alpha\,\nabla_x f$):
 
-# %%
+# %% tags=["hide-input"]
 k_demo = min(8, len(st.x))
 demo = {}
 for units in ("paper", "unit"):
@@ -194,12 +199,12 @@ display(Markdown(
 # %% [markdown]
 # ## Figure 1: over-optimised examples all read softmax 1.0
 #
-# 004 figure 1 shows an arctic fox turned into a radio at softmax 1 with activations of about
+# The paper's figure 1 shows an arctic fox turned into a radio at softmax 1 with activations of about
 # $10^2$, $5\cdot 10^2$ and $4\cdot 10^3$. We pick, on the figure model, the example whose
 # over-optimisation reached softmax 1.0 with the largest final activation, and show it at
 # three steps after the softmax reached 1.0.
 
-# %%
+# %% tags=["hide-input"]
 def snapshots(attack: str):
     i = transfer.pick_example(arrays, attack, fig_model)
     x1 = st.x[i : i + 1]
@@ -251,10 +256,10 @@ display(Markdown(
 # %% [markdown]
 # ## Figure 2: multi-class examples whose confidence falls while the activations rise
 #
-# 004 figure 2: an apple turned into a radio whose confidence goes 0.75, 0.71, 0.57 while its
+# The paper's figure 2: an apple turned into a radio whose confidence goes 0.75, 0.71, 0.57 while its
 # top activation goes 39, 190, 523, the second class always one unit behind (Lemma 2.2).
 
-# %%
+# %% tags=["hide-input"]
 i2, c2, imgs2, desc2 = snapshots("multiclass")
 titles = [f"step {s}\npred {label(p)}, conf {conf:.3f}\nCA1 {a:.1f}, CA2 {b:.1f}, CA3 {c:.1f}"
           for s, p, conf, a, b, c in zip(desc2["step"], desc2["prediction"], desc2["confidence"], desc2["ca1"], desc2["ca2"], desc2["ca3"])]
@@ -277,7 +282,7 @@ display(Markdown(
 # %% [markdown]
 # ## Figures 3 to 5: activation and softmax against transferability
 #
-# 004's data cleaning drops the examples that have not transferred by the last step; each
+# The paper's data cleaning drops the examples that have not transferred by the last step; each
 # step then becomes a point whose x is the percentage of the retained examples that have
 # transferred by that step, and whose y is the mean over the retained examples of the
 # source's top activation (blue, left axis) and of its softmax (red, right axis), with 95%
@@ -301,7 +306,7 @@ display(Markdown(
 # %% [markdown]
 # ## How far the attacks go: saturation and final activations
 
-# %%
+# %% tags=["hide-input"]
 sat_rows = []
 for a in transfer.ATTACKS:
     for src in names:
@@ -351,7 +356,7 @@ display(Markdown(
 #
 # A softmax constant at 1.0 has no rank correlation (NaN).
 
-# %%
+# %% tags=["hide-input"]
 corr = pd.concat([transfer.rank_correlations(arrays, a).assign(attack=a) for a in transfer.ATTACKS], ignore_index=True)
 cols = ["attack", "source", "other", "n_kept", "curve_act_rho", "curve_act_p", "curve_soft_rho", "curve_soft_p",
         "mid_step", "mid_pct", "ex_act_rho", "ex_act_p", "ex_soft_rho", "ex_soft_p"]
@@ -376,7 +381,7 @@ display(Markdown("\n\n".join(summary(a) for a in transfer.ATTACKS)))
 # %% [markdown]
 # ## The paper's claims, and what our run says
 #
-# 004 claims (section 2 and appendix B):
+# The paper claims (section 2 and appendix B):
 #
 # 1. the over-optimised softmax "almost immediately jumps to 100%", after which consecutive
 #    examples cannot be told apart by it (Lemma 2.1);
@@ -442,7 +447,7 @@ display(Markdown("\n\n".join(verdict(a) for a in transfer.ATTACKS)))
 # their softmax near 0.5 to 0.6 by construction, so there any association between softmax
 # and transfer has to come from the few examples whose two classes separated.
 
-# %%
+# %% tags=["remove-input"]
 ratio = {r["source"]: r["final CA1 max"] / r["natural max CA"] for _, r in ov.iterrows()}
 display(Markdown(
     (f"**Why our activations stay small.** The {st.name.upper()} inputs live in a small box "
@@ -456,7 +461,7 @@ display(Markdown(
     f"happens once the gap to the second logit passes about {gap_theory:.1f}."
 ))
 
-# %%
+# %% tags=["remove-cell"]
 from softlib.record import record
 
 record("04_overoptimization_transferability", prof.name, {

@@ -8,29 +8,29 @@
 # %% [markdown]
 # # 05. Detection vs robustness
 #
-# Paper 003 (Lemesle & Vernade, "From investigating detection of adversarial examples to
-# achieving better adversarial robustness") starts from a detection method and ends with a
-# robustness method. Its question: **do the training losses that make adversarial examples
+# Lemesle & Vernade, "From investigating detection of adversarial examples to achieving better
+# adversarial robustness" {cite}`lemesle2021detection`, start from a detection method and end with a
+# robustness method. Their question: **do the training losses that make adversarial examples
 # easy to *detect* also make a network *robust* to them, or do the two goals pull apart?**
 #
-# Three losses are compared (003 sections 3.1-3.2):
+# Three losses are compared (their sections 3.1-3.2):
 #
 # - cross-entropy, $CE(x, y) = -\log F(x)_y$ (eq. 1);
-# - reverse cross-entropy (Pang et al. 2018), $RCE(x, y) = -R_y^\top \log F(x)$ with
+# - reverse cross-entropy {cite}`pang2018rce`, $RCE(x, y) = -R_y^\top \log F(x)$ with
 #   $R_y^y = 0$, $R_y^{i \neq y} = \frac{1}{N-1}$: it trains a *reverse* classifier, "the true
 #   class has the minimal probability". An RCE model therefore predicts
 #   $\hat y = \arg\max_i (-Z(x))_i$, the rule of Pang et al.'s test phase (their code:
 #   `np.argmin(predictions)` when `RCE_train`); every accuracy and every attack below uses it;
-# - output variance minimisation (OVM, 003's proposal),
+# - output variance minimisation (OVM, the paper's proposal),
 #   $CE + \lambda \frac{1}{|X|}\sum_i \sum_{x \in X_i} \|\log F(x) - \overline{\log F(X_i)}\|_2$, $\lambda = 1$.
 #
 # Detection is a class-conditional kernel density estimate on the last hidden layer
-# (Feinman et al. 2017), $\hat f_\sigma(x) = \frac{1}{|X|}\sum_{x_i \in X_t} \exp(-\|x_i - x\|^2/\sigma^2)$ (eq. 2),
+# {cite}`feinman2017artifacts`, $\hat f_\sigma(x) = \frac{1}{|X|}\sum_{x_i \in X_t} \exp(-\|x_i - x\|^2/\sigma^2)$ (eq. 2),
 # evaluated under the KDE of the predicted class; robustness is accuracy under FGSM, BIM and
 # PGD. Finally a grid of models trained with label smoothing ($\lambda_1$) and logit squeezing
 # ($\lambda_2$), eq. 3, asks whether robustness and detectability are inversely related.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-cell"]
 profile = "quick"  # "smoke" (seconds, tests only), "quick" (CPU, minutes), "paper" (GPU)
 dataset = "auto"  # "auto": cifar10 when it is on disk (as in 003), else mnist; or "mnist" / "cifar10"
 seed = 0
@@ -40,7 +40,7 @@ epochs = None  # epochs of the CE / RCE / OVM models (None: the profile's resnet
 grid_epochs = None  # epochs of each grid model (None: the profile's resnet_grid_epochs)
 grid_eps = 0.1  # PGD eps of the MNIST grid (003 gives none; 0.3 leaves ~0% accuracy everywhere)
 
-# %%
+# %% tags=["remove-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -56,11 +56,15 @@ from softlib.paper import detection_vs_robustness as p003
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
 from softlib.train import recipe_for
-from softlib.validate import SoftlibError, check_choice, check_float, check_int
+from softlib.validate import SoftlibError, check_choice, check_float, check_int, check_list, check_notebook_parameters, check_seed
 
+from softlib.plots import use_book_style
+
+check_notebook_parameters()  # refuses parameters this notebook does not declare
+use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 t_start = time.perf_counter()
 prof = get_profile(profile)
-seed = check_int("seed", seed, low=0)
+seed = check_seed("seed", seed)
 check_choice("dataset", dataset, ("auto", "mnist", "cifar10"))
 if dataset == "auto":
     dataset = "cifar10" if data.available("cifar10") else "mnist"
@@ -69,7 +73,8 @@ if dataset == "auto":
                     "and figures 3-4); see `python -m softlib.data status` for how to add it")
 else:
     dataset_note = f"{dataset} chosen by the `dataset` parameter"
-grid_values = tuple(prof.grid if grid is None else (check_float("grid value", v, low=0.0) for v in grid))
+grid_values = tuple(prof.grid if grid is None else (check_float("grid value", v, low=0.0)
+                                                    for v in check_list("grid", grid, item="lambda value", min_len=2)))
 if len(grid_values) < 2:
     raise SoftlibError(f"grid needs at least 2 values, got {grid_values}")
 eps_table = default_eps(dataset) if eps_table is None else check_float("eps_table", eps_table, low=0.0, high=1.0)
@@ -98,12 +103,12 @@ Profile shortcuts: {prof.shortcuts}.
 """))
 
 # %% [markdown]
-# ## Training setup (003 table 1)
+# ## Training setup (the paper's table 1)
 #
-# The models come from `softlib.zoo` (trained once, then cached). Its ResNet recipe beside 003's
+# The models come from `softlib.zoo` (trained once, then cached). Its ResNet recipe beside the paper's
 # table 1:
 
-# %%
+# %% tags=["hide-input"]
 recipe = recipe_for("resnet", dataset)
 ours_setup = {
     "optimizer": recipe.optimizer, "momentum": recipe.momentum, "weight_decay": recipe.weight_decay,
@@ -115,7 +120,7 @@ display(pd.DataFrame({"003 table 1": {k: str(v) for k, v in p003.TRAINING.items(
                       "ours": {k: str(ours_setup[k]) for k in p003.TRAINING}}))
 
 # %% [markdown]
-# ## Three losses, three ResNets: accuracy (003 table 2)
+# ## Three losses, three ResNets: accuracy (the paper's table 2)
 #
 # Each model is scored on the whole test set with its own prediction rule; the interval is a
 # bootstrap over test images (1000 resamples, 95%). A model below the accuracy bar (95% on
@@ -154,10 +159,10 @@ display(Markdown(
 ))
 
 # %% [markdown]
-# ## Detection with a KDE on the last hidden layer (003 table 3) and robustness (003 figure 4)
+# ## Detection with a KDE on the last hidden layer (table 3) and robustness (figure 4)
 #
 # For each model: the per-class KDE is fitted on the last hidden layer of training images
-# (bandwidth $\sigma = 1/0.26$ for CE, $0.1/0.26$ for RCE and OVM, 003 section 4.2); negatives are
+# (bandwidth $\sigma = 1/0.26$ for CE, $0.1/0.26$ for RCE and OVM, the paper's section 4.2); negatives are
 # the correctly classified clean test images, positives the *successful* adversarial examples made
 # from them; the score is $-\log \hat f_\sigma$ under the predicted class. The same attacks at every
 # eps of the curve give the robustness curves.
@@ -186,7 +191,7 @@ display(Markdown(
     f"{c5.MIN_ADV} successful attacks on every model."
 ))
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
 for ax, att in zip(axes, p003.ATTACKS):
     for loss in p003.LOSSES:
@@ -201,21 +206,21 @@ fig.suptitle(f"Robustness of CE / RCE / OVM ResNet-{prof.resnet_depth} on {datas
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 curve = curves[curves.eps > 0].groupby(["attack", "loss"])["accuracy"].mean().unstack("loss")
 display((100 * curve.rename(columns=p003.LOSS_NAMES)).round(1).rename_axis(
     "mean accuracy (%) over eps > 0", axis=1))
 
 # %% [markdown]
-# ## What the last hidden layer looks like (003 figures 3 and 2)
+# ## What the last hidden layer looks like (the paper's figures 3 and 2)
 #
-# 003 reads compact class clusters in a t-SNE of the last hidden layer as a sign of good KDE
+# Lemesle & Vernade read compact class clusters in a t-SNE of the last hidden layer as a sign of good KDE
 # detection (figure 3: CE, RCE, OVM) and shows that label smoothing
 # $J^\lambda_{CE} = CE - \lambda R_y^\top \log F(x)$ compacts them as $\lambda$ grows (figure 2;
-# $\lambda = \infty$ *is* RCE, 003 section 3.1). Beside each panel: a scale-free compactness number
+# $\lambda = \infty$ *is* RCE, their section 3.1). Beside each panel: a scale-free compactness number
 # (mean distance to the class mean / mean distance between class means; lower = more compact).
 
-# %%
+# %% tags=["hide-input"]
 x_fig, y_fig = x_test[: prof.n_figure], y_test[: prof.n_figure].numpy()
 results["hidden"] = {}  # name -> (last hidden layer, labels) of the figure images, for the compactness claims
 
@@ -239,7 +244,7 @@ fig.suptitle("t-SNE of the last hidden layer (cf. 003 figure 3)")
 fig.tight_layout()
 plt.show()
 
-# %%
+# %% tags=["hide-input"]
 # the grid's cell (lambda1 = 1, lambda2 = 0) when the grid trains as long as these models (the quick profile)
 ls1 = zoo.get_model("resnet", dataset, prof, seed, loss="ls_lsq", loss_params={"lambda1": 1.0, "lambda2": 0.0},
                     depth=prof.resnet_depth, epochs=epochs)
@@ -252,19 +257,19 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## Robustness against detectability: the $\lambda_1 \times \lambda_2$ grid (003 figure 5)
+# ## Robustness against detectability: the $\lambda_1 \times \lambda_2$ grid (the paper's figure 5)
 #
-# One ResNet per cell, trained on MNIST with 003 eq. 3,
+# One ResNet per cell, trained on MNIST with the paper's eq. 3,
 # $J^{\lambda_1,\lambda_2}(x, y) = CE(x, y) - \lambda_1 R_y^\top \log F(x) + \lambda_2 \|Z(x)\|_2$,
-# and scored with PGD (003: "the same parameters as in section 4.3", i.e. n = 10, step eps/10):
-# robust accuracy, and the KDE detection AUC of the same PGD examples. 003 gives neither the eps
+# and scored with PGD (the paper: "the same parameters as in section 4.3", i.e. n = 10, step eps/10):
+# robust accuracy, and the KDE detection AUC of the same PGD examples. The paper gives neither the eps
 # nor a KDE bandwidth for these models. We use eps = `grid_eps` (default 0.1: at 0.3 short-trained
 # MNIST models sit at ~0% robust accuracy in every cell, and a rank correlation with a constant is
 # undefined) and the CE bandwidth $1/0.26$ (the cell $\lambda_1 = \lambda_2 = 0$ is a CE model: the
 # chapter's own CE ResNet when the grid trains as long). A cell below the accuracy bar is shown but
 # left out of the correlation.
 
-# %%
+# %% tags=["hide-input"]
 grid_df, results["grid_examples"] = rob.run_grid(grid_values, grid_values, prof, dataset="mnist", seed=seed,
                                                  eps=grid_eps, epochs=grid_epochs, return_examples=True)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
@@ -345,7 +350,7 @@ else:
     display(Markdown("This profile trains one seed per model (`seeds = 1`): the spread over training seeds is "
                      "not measured here; the paper profile repeats training with 3 seeds."))
 
-# %%
+# %% tags=["remove-cell"]
 from softlib.record import record
 
 wall = time.perf_counter() - t_start

@@ -43,7 +43,6 @@ from the label). Keeping only the successes is :mod:`softlib.sets`'s job.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -54,7 +53,7 @@ import torchattacks
 from torchattacks.attack import Attack
 from tqdm.auto import tqdm
 
-from .validate import SoftlibError, check_choice, check_float, check_images, check_int
+from .validate import SoftlibError, check_choice, check_float, check_int
 
 #: Bump when an attack's output for the same inputs changes (part of every set's cache key).
 CODE_VERSION = "attacks-1"
@@ -293,6 +292,20 @@ def attack_params(name: str, *, eps: float, steps: int | None = None, step_size:
     return out
 
 
+def _num_outputs(model: nn.Module, x: torch.Tensor) -> int | None:
+    """The model's number of classes (``num_classes``, else one probe forward pass)."""
+    n = getattr(model, "num_classes", None)
+    if isinstance(n, int) or not len(x):
+        return n
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return int(model(x[:1].to(_model_device(model))).shape[-1])
+    finally:
+        model.train(was_training)
+
+
 def _model_device(model: nn.Module) -> torch.device:
     try:
         return next(model.parameters()).device
@@ -340,12 +353,13 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     ``x_adv[i]`` differs from ``y[i]``. The L-inf bound (``eps``; DeepFool without
     projection is exempt) and the [0, 1] range are checked on every batch.
     """
+    from .validate import check_labels, check_model_input, check_seed
+
     check_choice("attack", name, ATTACKS)
-    check_images("x", x)
-    if not isinstance(y, torch.Tensor) or y.ndim != 1 or len(y) != len(x):
-        raise SoftlibError(f"y must be a 1-D tensor with one label per image ({len(x)}), got "
-                           f"{tuple(getattr(y, 'shape', ()))}")
+    check_model_input("x", x, model)
+    y = check_labels("y", y, len(x), _num_outputs(model, x))
     batch_size = check_int("batch_size", batch_size, low=1)
+    seed = check_seed("seed", seed)
     attack = make_attack(name, model, eps=eps, steps=steps, step_size=step_size, **opts)
     bounded = not (name == "deepfool" and not opts.get("project", True))
     predict = predict or default_predict(model)
@@ -372,17 +386,3 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     if not outs:
         return x.clone(), torch.zeros(0, dtype=torch.bool)
     return torch.cat(outs), torch.cat(succ)
-
-
-def time_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> dict[str, Any]:
-    """Run :func:`run_attack` and return wall time, success rate and perturbation norms."""
-    t0 = time.perf_counter()
-    x_adv, success = run_attack(name, model, x, y, **kwargs)
-    wall = time.perf_counter() - t0
-    delta = (x_adv - x).flatten(1)
-    return {
-        "attack": name, "n": len(x), "wall_s": wall, "success_rate": float(success.float().mean()) if len(x) else 0.0,
-        "linf_mean": float(delta.abs().amax(1).mean()) if len(x) else 0.0,
-        "l2_mean": float(delta.norm(dim=1).mean()) if len(x) else 0.0,
-        "x_adv": x_adv, "success": success,
-    }

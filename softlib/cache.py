@@ -15,16 +15,30 @@ the code version of the producing module).
 - Loading never unpickles: safetensors for weights, ``numpy.load(allow_pickle=False)``
   for arrays.
 - A file lock per key makes two processes building the same entry cooperate:
-  one builds, the other waits and then reuses it.
+  one builds, the other waits and then reuses it. The holder's PID is written beside
+  the lock (``<key>.lock.owner``); a waiter says whom it waits for, and gives up with
+  the PID, the lock file and what to do when the holder is stopped (``SIGSTOP``, a
+  suspended job) or after ``$SOFTLIB_LOCK_TIMEOUT`` seconds (default 6 h: a paper
+  model can train that long).
+- Faults survived: a folder where an entry's file or lock should be is removed; a
+  corrupt entry in a read-only cache is reported with what to delete; when the disk
+  fills while an entry is written, the built payload is kept in a rescue folder
+  (``$SOFTLIB_RESCUE``, default ``<tmp>/softlib-rescue-<user>``) and the next run
+  restores it from there instead of recomputing it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
+import socket
+import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,10 +54,11 @@ CACHE_FORMAT = 1
 
 
 def user_dir(env_var: str, name: str) -> Path:
-    """``$env_var`` if set, else ``$XDG_CACHE_HOME/<name>`` (``~/.cache/<name>``)."""
+    """``$env_var`` if set (a relative path is taken from the current folder), else
+    ``$XDG_CACHE_HOME/<name>`` (``~/.cache/<name>``); always absolute."""
     env = os.environ.get(env_var)
     if env:
-        return Path(env).expanduser()
+        return Path(env).expanduser().absolute()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / name
 
@@ -68,18 +83,35 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _ensure_dir(folder: Path) -> None:
+def ensure_dir(folder: Path, what: str = "cache", env_var: str | None = "SOFTLIB_CACHE") -> Path:
+    """Create ``folder`` if needed and check it is writable; the error names ``env_var`` to fix it."""
+    folder = Path(folder)
+    hint = f" Set {env_var} to a writable folder." if env_var else ""
+    if folder.exists() and not folder.is_dir():
+        raise SoftlibError(f"{what} folder {folder} is a file, not a folder.{hint}")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SoftlibError(
-            f"cannot create cache folder {folder}: {exc.strerror}. "
-            "Set SOFTLIB_CACHE to a writable folder."
-        ) from exc
-    if not os.access(folder, os.W_OK):
-        raise SoftlibError(
-            f"cache folder {folder} is not writable. Set SOFTLIB_CACHE to a writable folder."
-        )
+        raise SoftlibError(f"cannot create {what} folder {folder}: {exc.strerror or exc}.{hint}") from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SoftlibError(f"{what} folder {folder} is not writable.{hint}")
+    return folder
+
+
+def _ensure_dir(folder: Path) -> None:
+    ensure_dir(folder, "cache", "SOFTLIB_CACHE")
+
+
+def clear_planted_dir(path: Path) -> None:
+    """A folder where one of our files should be (a mistaken ``mkdir``) is removed, with a warning."""
+    path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        warnings.warn(f"{path} is a folder where a cache file belongs; removing it", stacklevel=3)
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            raise SoftlibError(f"{path} is a folder where a cache file belongs and cannot be removed "
+                               f"({exc.strerror or exc}); delete it by hand") from exc
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -89,7 +121,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     is untouched.
     """
     path = Path(path)
-    _ensure_dir(path.parent)
+    ensure_dir(path.parent, "output", None)
+    clear_planted_dir(path)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
@@ -111,17 +144,110 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str)))
 
 
+def lock_timeout() -> float:
+    """``$SOFTLIB_LOCK_TIMEOUT`` seconds (default 6 h): the longest wait for a peer building an entry."""
+    from .validate import check_float
+
+    env = os.environ.get("SOFTLIB_LOCK_TIMEOUT")
+    if not env:
+        return 6 * 3600.0
+    try:
+        value = float(env)
+    except ValueError:
+        raise SoftlibError(f"SOFTLIB_LOCK_TIMEOUT must be a number of seconds, got {env!r}") from None
+    return check_float("SOFTLIB_LOCK_TIMEOUT", value, low=0.0)
+
+
+#: A holder seen stopped (SIGSTOP, Ctrl-Z) this long is given up on; a stopped process never finishes.
+STOPPED_GRACE_S = 30.0
+
+
+def _process_state(pid: int) -> str | None:
+    """``/proc/<pid>/stat``'s state letter (R, S, D, T, t, Z...), or None when unknown or gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _read_owner(path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(path.read_text())
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
 @contextlib.contextmanager
-def entry_lock(kind: str, key: str, timeout: float = 6 * 3600) -> Iterator[None]:
-    """Hold the per-entry file lock (``<kind>/<key>.lock``)."""
+def entry_lock(kind: str, key: str, timeout: float | None = None) -> Iterator[None]:
+    """Hold the per-entry file lock (``<kind>/<key>.lock``); the holder's PID goes in ``<key>.lock.owner``.
+
+    A waiter reports once whom it waits for, gives up when the holder has been stopped for
+    :data:`STOPPED_GRACE_S` seconds, or after ``timeout`` (``$SOFTLIB_LOCK_TIMEOUT``, 6 h), with
+    the holder's PID, the lock file and how to proceed.
+    """
     folder = cache_root() / kind
     _ensure_dir(folder)
-    lock = FileLock(str(folder / f"{key}.lock"), timeout=timeout)
+    path, owner = folder / f"{key}.lock", folder / f"{key}.lock.owner"
+    clear_planted_dir(path)
+    clear_planted_dir(owner)
+    limit = lock_timeout() if timeout is None else float(timeout)
+    lock = FileLock(str(path))
+    t0 = time.monotonic()
+    told = False
+    stopped_since: float | None = None
+    while True:
+        try:
+            lock.acquire(timeout=max(0.0, min(1.0, limit - (time.monotonic() - t0))))
+            break
+        except Timeout:
+            pass
+        except IsADirectoryError:  # planted meanwhile
+            clear_planted_dir(path)
+            continue
+        waited = time.monotonic() - t0
+        info = _read_owner(owner)
+        pid = info.get("pid")
+        state = _process_state(pid) if isinstance(pid, int) and info.get("host") == socket.gethostname() else None
+        who = f"process {pid} on {info.get('host', '?')} (since {info.get('since', '?')})" if pid else "another process"
+        if not told:
+            print(f"softlib: waiting for {who}, which is building cache entry {kind}/{key} (lock {path})",
+                  file=sys.stderr, flush=True)
+            told = True
+        stopped_since = (stopped_since or time.monotonic()) if state in ("T", "t") else None
+        stopped = stopped_since is not None and time.monotonic() - stopped_since >= STOPPED_GRACE_S
+        if stopped or waited >= limit:
+            why = (f"its holder, {who}, is stopped" if stopped else
+                   f"waited {waited:.0f} s (SOFTLIB_LOCK_TIMEOUT) for {who}"
+                   + (f", state {state!r}" if state else ""))
+            raise SoftlibError(
+                f"cache entry {kind}/{key} is locked: {why}; lock file {path}. "
+                + (f"Resume it (kill -CONT {pid}) or end it (kill {pid}); " if pid else
+                   "Find the process holding it (e.g. `fuser " + str(path) + "`) and resume or end it; ")
+                + "the lock is released when its holder exits, so nothing needs deleting. "
+                "If it is still working, wait for it or raise SOFTLIB_LOCK_TIMEOUT."
+            )
     try:
-        with lock:
-            yield
-    except Timeout as exc:  # pragma: no cover - only with a stuck peer
-        raise SoftlibError(f"timed out waiting for another process building cache entry {kind}/{key}") from exc
+        try:
+            atomic_write_json(owner, {"pid": os.getpid(), "host": socket.gethostname(),
+                                      "since": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        except SoftlibError:
+            pass  # the owner note is a courtesy to waiters; a full disk shows up in the write that matters
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            owner.unlink()
+        lock.release()
+
+
+def rescue_root() -> Path:
+    """Where a built entry is kept when the cache cannot take it (disk full): ``$SOFTLIB_RESCUE``."""
+    env = os.environ.get("SOFTLIB_RESCUE")
+    if env:
+        return Path(env).expanduser().absolute()
+    user = os.environ.get("USER") or str(os.getuid() if hasattr(os, "getuid") else "user")
+    return Path(tempfile.gettempdir()) / f"softlib-rescue-{user}"
 
 
 class Entry:
@@ -132,15 +258,20 @@ class Entry:
         folder = cache_root() / kind
         self.payload = folder / f"{key}{suffix}"
         self.sidecar = folder / f"{key}.json"
+        rescue = rescue_root() / kind
+        self.rescue_payload, self.rescue_sidecar = rescue / self.payload.name, rescue / self.sidecar.name
 
     def read_valid(self) -> dict[str, Any] | None:
         """The sidecar if the entry is complete and intact; None if absent.
 
         A damaged entry (unreadable sidecar, missing payload, hash mismatch) is
-        reported with a warning and deleted so that it is rebuilt.
+        reported with a warning and deleted so that it is rebuilt. An entry kept in
+        the rescue folder by an earlier failed write is restored first.
         """
+        clear_planted_dir(self.sidecar)
+        clear_planted_dir(self.payload)
         if not self.sidecar.exists():
-            return None
+            return self._restore_rescued()
         try:
             meta = json.loads(self.sidecar.read_text())
             expected = meta["sha256"]
@@ -152,26 +283,90 @@ class Entry:
                     f"payload {self.payload.name} has SHA-256 {actual[:12]}..., sidecar says {expected[:12]}..."
                 )
             return meta
-        except (CorruptEntryError, ValueError, KeyError, TypeError) as exc:
+        except PermissionError as exc:
+            raise SoftlibError(f"cannot read cache entry {self.kind}/{self.key} ({exc.filename}: {exc.strerror}); "
+                               "fix its permissions or set SOFTLIB_CACHE to another folder") from exc
+        except (CorruptEntryError, ValueError, KeyError, TypeError, OSError) as exc:
+            self.remove(because=str(exc))
             warnings.warn(
-                f"cache entry {self.kind}/{self.key} is corrupt ({exc}); removing it and rebuilding",
+                f"cache entry {self.kind}/{self.key} is corrupt ({exc}); removed it, rebuilding",
                 stacklevel=3,
             )
-            self.remove()
             return None
 
-    def remove(self) -> None:
-        """Delete sidecar first (so the entry stops existing), then the payload."""
-        self.sidecar.unlink(missing_ok=True)
-        self.payload.unlink(missing_ok=True)
+    def remove(self, because: str | None = None) -> None:
+        """Delete sidecar first (so the entry stops existing), then the payload.
+
+        In a read-only cache a corrupt entry cannot be removed: that is reported with
+        the files to delete (it would otherwise fail again on every run).
+        """
+        try:
+            for f in (self.sidecar, self.payload):
+                clear_planted_dir(f)
+                f.unlink(missing_ok=True)
+        except OSError as exc:
+            raise SoftlibError(
+                f"cache entry {self.kind}/{self.key} is corrupt ({because or 'unusable'}) and cannot be removed: "
+                f"{exc.strerror or exc} in {self.sidecar.parent}. Delete {self.sidecar} and {self.payload} "
+                "by hand, or set SOFTLIB_CACHE to a writable folder"
+            ) from exc
 
     def publish(self, write_payload: Callable[[Path], None], meta: dict[str, Any]) -> dict[str, Any]:
-        """Write the payload atomically, then the sidecar (the commit marker)."""
-        self.sidecar.unlink(missing_ok=True)
-        atomic_write(self.payload, write_payload)
-        meta = {**meta, "sha256": sha256_file(self.payload), "key": self.key, "kind": self.kind}
-        atomic_write_json(self.sidecar, meta)
-        return meta
+        """Write the payload atomically, then the sidecar (the commit marker).
+
+        When the cache cannot take it (disk full, folder gone read-only), the payload is
+        kept in the rescue folder and the error says so: the next run restores it from
+        there (:meth:`read_valid`) instead of rebuilding it.
+        """
+        try:
+            self.sidecar.unlink(missing_ok=True)
+            atomic_write(self.payload, write_payload)
+            full = {**meta, "sha256": sha256_file(self.payload), "key": self.key, "kind": self.kind}
+            atomic_write_json(self.sidecar, full)
+            return full
+        except (SoftlibError, OSError) as exc:
+            with contextlib.suppress(OSError):
+                self.sidecar.unlink(missing_ok=True)
+                self.payload.unlink(missing_ok=True)
+            cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+            reason = getattr(cause, "strerror", None) or str(cause)
+            if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+                reason = "no space left on device"
+            try:
+                atomic_write(self.rescue_payload, write_payload)
+                atomic_write_json(self.rescue_sidecar, {**meta, "sha256": sha256_file(self.rescue_payload),
+                                                        "key": self.key, "kind": self.kind})
+            except (SoftlibError, OSError) as exc2:
+                raise SoftlibError(
+                    f"could not write cache entry {self.kind}/{self.key} to {self.payload.parent} ({reason}), "
+                    f"nor keep it in the rescue folder {self.rescue_payload.parent} ({exc2}); the result is lost. "
+                    "Free some space (or set SOFTLIB_CACHE / SOFTLIB_RESCUE to a folder with room) and run again"
+                ) from exc
+            raise SoftlibError(
+                f"could not write cache entry {self.kind}/{self.key} to {self.payload.parent} ({reason}). "
+                f"The result was kept in {self.rescue_payload}: free some space in {self.payload.parent} "
+                "(or set SOFTLIB_CACHE to a folder with room) and run again; it is restored from there "
+                "without being recomputed"
+            ) from exc
+
+    def _restore_rescued(self) -> dict[str, Any] | None:
+        """Move an entry kept by a failed :meth:`publish` into the cache (hash-checked); None if there is none."""
+        if not (self.rescue_sidecar.is_file() and self.rescue_payload.is_file()):
+            return None
+        try:
+            meta = json.loads(self.rescue_sidecar.read_text())
+            if sha256_file(self.rescue_payload) != meta["sha256"]:
+                raise CorruptEntryError("hash mismatch")
+        except (OSError, ValueError, KeyError, TypeError, CorruptEntryError) as exc:
+            warnings.warn(f"rescued entry {self.rescue_payload} is unusable ({exc}); ignoring it", stacklevel=3)
+            return None
+        src = self.rescue_payload
+        self.publish(lambda tmp: shutil.copyfile(src, tmp), {k: v for k, v in meta.items()
+                                                            if k not in ("sha256", "key", "kind")})
+        for f in (self.rescue_sidecar, self.rescue_payload):
+            f.unlink(missing_ok=True)
+        warnings.warn(f"restored cache entry {self.kind}/{self.key} from the rescue folder {src.parent}", stacklevel=3)
+        return json.loads(self.sidecar.read_text())
 
 
 def _save_npz(arrays: dict[str, np.ndarray]) -> Callable[[Path], None]:
@@ -189,6 +384,8 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except ValueError as exc:
         raise CorruptEntryError(f"{path} holds pickled objects and is refused: {exc}") from exc
+    except (OSError, EOFError, KeyError) as exc:  # hash matched, content unreadable (e.g. zip damage)
+        raise CorruptEntryError(f"{path} could not be read ({exc}); it was removed, run again") from exc
 
 
 def cached_arrays(
@@ -212,6 +409,6 @@ def cached_arrays(
                 return arrays, meta
     try:
         return load_npz(entry.payload), meta
-    except CorruptEntryError:
-        entry.remove()
+    except CorruptEntryError as exc:
+        entry.remove(because=str(exc))
         raise

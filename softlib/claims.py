@@ -306,6 +306,44 @@ def for_record(table: pd.DataFrame) -> list[dict[str, Any]]:
              "numbers": r["_numbers"]} for _, r in table.iterrows()]
 
 
+def recorded_run(chapter: str, profile: str = "paper") -> dict[str, Any] | None:
+    """The run of ``chapter`` recorded in the repository's ``results/<profile>/`` (None if there is none)."""
+    import json
+
+    from .record import REPO
+
+    path = REPO / "results" / profile / f"{chapter}.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise SoftlibError(f"recorded run {path} is not readable JSON ({exc}); fix or delete it") from None
+
+
+def recorded_note(chapter: str, profile: str = "paper") -> str:
+    """One line on the recorded run of ``chapter`` at ``profile``: its provenance, or that none exists."""
+    run = recorded_run(chapter, profile)
+    if run is None:
+        return f"No run of this chapter at the `{profile}` profile is recorded yet."
+    wall = run.get("wall_s")
+    return (f"Recorded `{profile}`-profile run: commit `{run.get('commit', '?')}`, {run.get('device', '?')}, "
+            f"{run.get('when', '?')}" + (f", {wall / 60:.0f} min" if isinstance(wall, (int, float)) else "") + ".")
+
+
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The reader's view of :func:`evaluate`'s table (no internal columns)."""
-    return table[["paper", "section", "claim", "criterion", "numbers", "verdict", "why"]]
+    """The reader's view of :func:`evaluate`'s table, with the verdict of the recorded paper-settings run.
+
+    The last column comes from ``results/paper/<chapter>.json`` in the repository ("no run
+    recorded" when there is none), so a reader sees both verdicts side by side.
+    """
+    out = table[["paper", "section", "claim", "criterion", "numbers", "verdict", "why"]].copy()
+    recorded: dict[str, str] = {}
+    for chapter in table["chapter"].unique() if "chapter" in table.columns else []:
+        run = recorded_run(str(chapter))
+        for c in (run or {}).get("numbers", {}).get("claims") or []:
+            if isinstance(c, dict) and "id" in c:
+                recorded[c["id"]] = c.get("verdict", "")
+    out.insert(6, "verdict (papers' settings, recorded)",
+               [recorded.get(i, "no run recorded") for i in table["id"]] if "id" in table.columns else "no run recorded")
+    return out

@@ -20,8 +20,19 @@ from typing import Any
 import numpy as np
 from scipy import stats as st
 
-from .claims import (HELD, NOT_HELD, NOT_TESTABLE, UNDETERMINED, Claim, Estimate, Outcome, all_of, greater_than,
-                     paired_bootstrap_diff, two_sample_diff)
+from .claims import (
+    HELD,
+    NOT_HELD,
+    NOT_TESTABLE,
+    UNDETERMINED,
+    Claim,
+    Estimate,
+    Outcome,
+    all_of,
+    greater_than,
+    paired_bootstrap_diff,
+    two_sample_diff,
+)
 
 CHAPTER = "02_logit_distributions"
 #: 000 section 3.2 and 002 section 2.3: "statistically significant according to the Student's t-test (p < 0.0001)"

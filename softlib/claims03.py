@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .claims import HELD, NOT_HELD, NOT_TESTABLE, Claim, Estimate, Outcome, all_of, at_least, greater_than, less_than
+from .claims import HELD, NOT_TESTABLE, Claim, Outcome, all_of, at_least, greater_than, less_than
 from .resample import estimate, group_mean
 
 CHAPTER = "03_detectors"
@@ -236,3 +236,14 @@ def auroc_table(r: Mapping[str, Any], keys: list[tuple[str, str]], paper_value: 
             rows.append({"group": g, "detector": d, "feature": f, "paper": p, "ours": e.value,
                          "95% interval": f"[{e.low:.1f}, {e.high:.1f}]", "diff": e.value - p})
     return pd.DataFrame(rows)
+
+
+def with_recorded(table: Any, run: Mapping[str, Any] | None) -> Any:
+    """``table`` (from :func:`auroc_table`) with the recorded paper-settings AUROC and interval beside ours."""
+    out = table.copy()
+    rows = {(r["group"], r["detector"], r["feature"]): r for r in ((run or {}).get("numbers", {}).get("auroc_intervals") or [])}
+    out["recorded (paper settings)"] = [rows.get(k, {}).get("ours", float("nan"))
+                                        for k in zip(out["group"], out["detector"], out["feature"])]
+    out["recorded interval"] = [rows.get(k, {}).get("95% interval", "")
+                                for k in zip(out["group"], out["detector"], out["feature"])]
+    return out

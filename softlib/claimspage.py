@@ -54,9 +54,36 @@ def _provenance(d: dict[str, Any]) -> str:
     return f"commit `{d.get('commit', '?')}`, {d.get('device', '?')}, {d.get('when', '?')}"
 
 
+def _repro(results: Path) -> tuple[dict[str, str], str]:
+    """Per claim, how its verdict fared in ``make verify-repro`` (results/repro-quick.json), and a summary line."""
+    path = results / "repro-quick.json"
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, "No reproducibility check is recorded yet (`make verify-repro`)."
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SoftlibError(f"{path} is not readable JSON ({exc}); fix or delete it") from None
+    out: dict[str, str] = {}
+    for r in d.get("rows", []):
+        if r.get("same verdict"):
+            out.setdefault(r["claim"], "same")
+        else:
+            out[r["claim"]] = f"**flips**: {r.get('verdict A')} / {r.get('verdict B')}"
+    a, b = d.get("threads", ["?", "?"])
+    flips = d.get("verdict_flips", [])
+    line = (f"Reproducibility (`make verify-repro`, commit `{d.get('commit', '?')}`): chapters {', '.join(d.get('chapters', []))} "
+            f"run twice from empty caches with {a} and {b} BLAS threads; {len(flips)} of {d.get('claims', '?')} verdicts "
+            f"differ, {d.get('numbers_outside_other_interval', '?')} of {d.get('numbers', '?')} deciding numbers fall outside "
+            "the other run's interval. A different thread count trains slightly different weights, as another machine "
+            "would; the bootstrap intervals cover the test sample, not that training noise, so a verdict marked *flips* "
+            "rests on training noise and should be read as undetermined.")
+    return out, line
+
+
 def page(results: Path) -> str:
     """The Claims page as MyST Markdown."""
     quick, paper = _load(results, "quick"), _load(results, "paper")
+    repro, repro_line = _repro(results)
     lines = ["# Claims: what held", "",
              "Every claim the chapters test, in one table. A verdict is **held** when the 95% interval of the "
              "deciding number lies wholly on the claim's side of its criterion, **not held** when it lies wholly "
@@ -64,7 +91,7 @@ def page(results: Path) -> str:
              "*not testable here* when the data or setting is missing. Criteria come from the papers' own words "
              "or numbers (the `criterion` column says which). `ours` gives the deciding numbers of the quick run "
              "with their intervals; `paper settings` the verdict of the run recorded at the papers' settings "
-             "(`results/paper/`), where one exists.", ""]
+             "(`results/paper/`), where one exists.", "", repro_line, ""]
     if not quick and not paper:
         return "\n".join([*lines, "No recorded run holds claims yet: run `make book` and commit `results/quick/`.", ""])
     for chapter in sorted(set(quick) | set(paper)):
@@ -76,8 +103,8 @@ def page(results: Path) -> str:
         lines += [f"## Chapter {chapter[:2]}: {chapter[3:].replace('_', ' ')}", ""]
         lines.append("Quick run: " + (_provenance(q) if q else "none recorded") + ". Papers' settings: "
                      + (_provenance(p) if claims_p else "no run recorded yet") + ".")
-        lines += ["", "| paper | claim | criterion | ours (quick) | verdict (quick) | verdict (paper settings) | why |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["", "| paper | claim | criterion | ours (quick) | verdict (quick) | 1 vs 2 threads | verdict (paper settings) | why |",
+                  "|---|---|---|---|---|---|---|---|"]
         for cid in list(claims_q) + [c for c in claims_p if c not in claims_q]:
             c = claims_q.get(cid) or claims_p[cid]
             cite = f"{{cite:p}}`{CITE[c['paper']]}`" if c.get("paper") in CITE else _cell(c.get("paper", ""))
@@ -85,7 +112,8 @@ def page(results: Path) -> str:
             vp = ICON.get(claims_p[cid]["verdict"], claims_p[cid]["verdict"]) if cid in claims_p else "no run recorded"
             lines.append(f"| {cite}, {_cell(c.get('section', ''))} | {_cell(c.get('claim', ''))} | "
                          f"{_cell(c.get('criterion', ''))} ({_cell(c.get('source', ''))}) | "
-                         f"{_cell(_numbers(claims_q.get(cid, {})))} | {vq} | {vp} | {_cell(c.get('why', ''))} |")
+                         f"{_cell(_numbers(claims_q.get(cid, {})))} | {vq} | {repro.get(cid, 'not checked')} | {vp} | "
+                         f"{_cell(c.get('why', ''))} |")
         lines.append("")
     counts: dict[str, int] = {}
     for d in quick.values():

@@ -152,9 +152,9 @@ def verify(name: str, root: Path | None = None) -> None:
 
 
 def _missing_message(name: str, folder: Path, fname: str | None = None) -> str:
-    what = f"file {fname} of " if fname else ""
+    what = f"{folder / fname} is missing: that file of " if fname else ""
     return (
-        f"{what}data set {name!r} is not in the data root {data_root()}. To add it: "
+        f"{what}data set {name!r} is not in the data root {folder.parents[1 if name != 'cifar10' else 0]}. To add it: "
         + _HOW_TO_ADD[name].format(dir=folder)
         + ". (Set SOFTLIB_DATA to use another data root.)"
     )
@@ -324,7 +324,8 @@ def _load_cached(name: str, train: bool, root: str, check: bool) -> tuple[torch.
     rootp = Path(root)
     folder = dataset_dir(name, rootp)
     if not available(name, rootp):
-        raise MissingDataError(_missing_message(name, folder))
+        missing = next((f for f in _expected_files(name) if not (folder / f).is_file()), None)
+        raise MissingDataError(_missing_message(name, folder, missing))
     if check:
         verify(name, rootp)
     if name == "cifar10":

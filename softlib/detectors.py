@@ -50,7 +50,10 @@ from .validate import SoftlibError, check_choice, check_features, check_float, c
 
 FEATURES = ("logits", "softmax", "hidden")
 #: Bump when a change here changes fitted detectors or their scores (for caches of scores).
-CODE_VERSION = "detectors-1"
+CODE_VERSION = "detectors-2"
+#: Trust Score filtering fraction: the reference code's filtering example (k=10, alpha=0.1,
+#: "density"); 000 section 2.3 / 002 section 1 say the training set is filtered, not by how much.
+TRUST_ALPHA = 0.1
 # memory budget for one (queries x points) float64 distance block
 _BLOCK_ELEMS = 8_000_000
 
@@ -86,14 +89,7 @@ def _logsumexp_np(z: np.ndarray) -> np.ndarray:
 
 
 def _device(device: str | torch.device | None) -> torch.device:
-    return torch.device(device) if device is not None else get_device()
-
-
-def _sq_dists(q: torch.Tensor, p: torch.Tensor, p_sq: torch.Tensor) -> torch.Tensor:
-    """Squared Euclidean distances (float64, clamped at 0) between rows of ``q`` and ``p``."""
-    d2 = torch.addmm(p_sq[None, :], q, p.T, alpha=-2.0)  # ||p||^2 - 2 q.p, one fused GEMM
-    d2 += (q * q).sum(1, keepdim=True)
-    return d2.clamp_(min=0.0)
+    return get_device(device)
 
 
 def gaussian_logsumexp(points: torch.Tensor, queries: np.ndarray, device: torch.device) -> np.ndarray:
@@ -130,6 +126,9 @@ class Detector(BaseEstimator):
         arr = check_features("X", X, dim=None if fitting else getattr(self, "n_features_in_", None))
         if len(arr) == 0:
             raise SoftlibError("X is empty; need at least one row")
+        if fitting and len(arr) < 2 and type(self).__name__ not in ("SoftmaxBaseline", "MaxLogit", "Energy"):
+            # one row has no spread: the fitted statistics are degenerate and every score would be equal
+            raise SoftlibError(f"{type(self).__name__} needs at least 2 rows of X to fit, got {len(arr)}")
         if feat == "softmax":
             if arr.min() < -1e-6 or arr.max() > 1 + 1e-6 or not np.allclose(arr.sum(1), 1.0, atol=1e-3):
                 raise SoftlibError(
@@ -236,10 +235,13 @@ class KDE(Detector):
     logsumexp), and matches ``gaussian_kde.logpdf`` to ~1e-9.
 
     Singular covariance: softmax features sum to 1, so their covariance has a zero
-    eigenvalue, and dead ReLU units do the same to hidden features; scipy then fails
-    (Cholesky of a singular matrix). Here, when the covariance's smallest eigenvalue is
-    below ``rcond`` x its largest, ``rcond`` x the largest eigenvalue is added to the
-    diagonal (a ridge); ``ridge_`` records what was added (0.0 when nothing was).
+    eigenvalue, and dead ReLU units do the same to hidden features. Here, when the
+    covariance's smallest eigenvalue is below ``rcond`` x its largest, ``rcond`` x the largest
+    eigenvalue is added to the diagonal (a ridge); ``ridge_`` records what was added (0.0
+    when nothing was). scipy 1.17's ``gaussian_kde`` does not fail on such features: it
+    regularises the zero-variance direction its own way and returns log densities shifted
+    by a nearly constant offset from ours (about 9-10 nats on 10-class softmax features,
+    spread ~1e-8 across queries), so the ranking, and every detection metric, is the same.
     """
 
     def __init__(self, feature: str = "logits", bandwidth: str | float = "scott", rcond: float = 1e-8,
@@ -292,9 +294,13 @@ class ClassConditionalKDE(Detector):
     """Per-class Gaussian KDE with a fixed isotropic bandwidth (Feinman et al. 2017).
 
     Fit on legitimate features with their class labels; the score of an input is the log
-    density of its *predicted* class's KDE (003 section 4.2 eq. 2; as scikit-learn's
-    ``KernelDensity(bandwidth=bandwidth).score_samples``). 003 uses the last hidden layer
-    with bandwidth 1/0.26 (cross-entropy) or 0.1/0.26 (RCE / OVM).
+    density of its *predicted* class's KDE (003 section 4.2 eq. 2). Near the data it equals
+    scikit-learn's ``KernelDensity(bandwidth=bandwidth).score_samples`` (to ~1e-9); away from
+    the data it does not: scikit-learn's tree evaluation is off by tens of nats for queries
+    some bandwidths from the fit points (15 and 67 nats measured at 5 and 10 units from 5-D
+    standard-normal data with bandwidth 0.7; up to ~130 seen; scikit-learn issue #7492),
+    while ours is an exact logsumexp at every distance. 003 uses the last hidden layer with
+    bandwidth 1/0.26 (cross-entropy) or 0.1/0.26 (RCE / OVM).
     """
 
     fit_target = "class"
@@ -337,26 +343,38 @@ class ClassConditionalKDE(Detector):
 
 
 class TrustScore(Detector):
-    """Trust Score (Jiang et al. 2018), as in the authors' reference code.
+    """Trust Score (Jiang et al. 2018), as in the authors' reference code (google/TrustScore).
 
     ``fit(X, y)`` builds one point set per class from training features ``X`` with labels
     ``y``. With ``alpha > 0`` the ``alpha`` fraction of each class with the largest
-    distance to its ``k``-th neighbour (lowest density) is removed first (the reference
-    code's ``filtering="density"``; its default ``alpha=0`` keeps everything, and so does
-    ours). ``score_samples(X, y_pred)`` is ``d(x, closest other class) / d(x, predicted
-    class)``, where ``d(x, class)`` is the distance to that class's ``neighbor``-th nearest
-    point: 2 in the reference code (``query(X, k=2)[0][:, -1]``), kept as default.
+    distance to its ``k``-th neighbour (lowest k-NN density; the point itself counts as
+    its first neighbour) is removed first: Jiang et al.'s alpha-high-density set
+    (Algorithm 1), the reference code's ``filtering="density"``. ``score_samples(X,
+    y_pred)`` is ``d(x, closest other class) / d(x, predicted class)``, where ``d(x,
+    class)`` is the distance to that class's ``neighbor``-th nearest kept point: 2 in the
+    reference code (``query(X, k=2)[0][:, -1]``), kept as default.
+
+    Default ``alpha``: 000 (section 2.3) and 002 (section 1) both describe the Trust Score
+    as "applied on a filtered version of the training set", so it is filtered here by
+    default, with the settings of the reference code's filtering example (README and
+    notebook: ``TrustScore(k=10, alpha=0.1, filtering="density")``), :data:`TRUST_ALPHA`.
+    The reference constructor's own default, ``alpha=0`` (``filtering="none"``), keeps every
+    point; pass ``alpha=0`` for it. Neither 000 nor 002 gives its alpha.
 
     ``algorithm``: ``"kd_tree"`` (scikit-learn ``KDTree``, the reference code's choice),
     ``"brute"`` (exact blocked distances in float64 with torch on :func:`get_device`) or
     ``"auto"`` (brute on CUDA or for more than 16 features, KD-tree otherwise; chosen by
-    ``benchmarks/bench_detectors.py``). All give the same scores up to float rounding.
+    ``benchmarks/bench_detectors.py``). All give the same scores up to float rounding: the
+    brute path centres the features on the mean of the kept points first (distances do not
+    change), because it expands ``|q - p|^2 = |q|^2 - 2 q.p + |p|^2``, which loses digits to
+    cancellation when all features share a large offset (relative error 1.5e-3 at an offset
+    of 1e5 without the centring).
     """
 
     fit_target = "class"
     needs_prediction = True
 
-    def __init__(self, feature: str = "logits", k: int = 10, alpha: float = 0.0, neighbor: int = 2,
+    def __init__(self, feature: str = "logits", k: int = 10, alpha: float = TRUST_ALPHA, neighbor: int = 2,
                  min_dist: float = 1e-12, algorithm: str = "auto", device: str | None = None) -> None:
         self.feature = feature
         self.k = k
@@ -403,8 +421,10 @@ class TrustScore(Detector):
             if self.algorithm_ == "kd_tree":
                 self._trees[int(c)] = KDTree(pts)
         if self.algorithm_ == "brute":  # all classes in one matrix, one GEMM per query block
-            allp = np.concatenate([self.points_[int(c)] for c in self.classes_])
-            t = torch.as_tensor(allp, dtype=torch.float64, device=dev)
+            allp = np.concatenate([self.points_[int(c)] for c in self.classes_]).astype(np.float64)
+            # centre: the expanded |q|^2 - 2 q.p + |p|^2 cancels badly under a shared large offset
+            self._centre = allp.mean(0)
+            t = torch.as_tensor(allp - self._centre, dtype=torch.float64, device=dev)
             self._brute = (t, (t * t).sum(1), np.cumsum([0] + [len(self.points_[int(c)]) for c in self.classes_]))
         self.n_features_in_ = arr.shape[1]
         return self
@@ -422,7 +442,7 @@ class TrustScore(Detector):
         bs = max(1, _BLOCK_ELEMS // len(pts))
         with torch.inference_mode():
             for sl in batched(len(arr), bs):
-                q = torch.as_tensor(arr[sl], dtype=torch.float64, device=pts.device)
+                q = torch.as_tensor(arr[sl].astype(np.float64) - self._centre, dtype=torch.float64, device=pts.device)
                 part = torch.addmm(p_sq[None, :], q, pts.T, alpha=-2.0)  # ||p||^2 - 2 q.p
                 kth = torch.stack([torch.topk(part[:, a:b], nb, dim=1, largest=False).values[:, -1]
                                    for a, b in zip(bounds[:-1], bounds[1:])], dim=1)
@@ -472,6 +492,9 @@ class Mahalanobis(Detector):
         self.means_ = np.stack([arr[labels == c].mean(0) for c in self.classes_])
         centred = arr - self.means_[np.searchsorted(self.classes_, labels)]
         self.covariance_ = centred.T @ centred / len(arr)
+        if not np.any(self.covariance_):
+            raise SoftlibError("Mahalanobis: the fit features do not vary within any class (zero covariance, "
+                               "e.g. one row per class); every score would be equal")
         self.precision_ = pinvh(self.covariance_)
         self.n_features_in_ = arr.shape[1]
         return self
@@ -571,6 +594,9 @@ class NNDetector(Detector):
         check_float("validation_split", self.validation_split, low=0.0, high=0.5)
         check_float("lr", self.lr, low=1e-8)
         dev = _device(self.device)
+        from .validate import check_seed
+
+        check_seed("seed", self.seed)
         rng = np.random.default_rng(int(self.seed))
         tr, va = self._split(target, rng)
         if len(tr) < 2:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .runtime import batched
-from .validate import SoftlibError, check_choice, check_int
+from .validate import SoftlibError, check_alloc, check_choice, check_float, check_int
 
 ARCHS = ("cnn", "wrn", "resnet", "mlp")
 #: Bump when a change here changes what a given seed trains into.
@@ -226,17 +226,57 @@ def build_model(arch: str, *, num_classes: int = 10, in_channels: int = 1, image
     unknown = set(opts) - _OPTIONS[arch]
     if unknown:
         raise SoftlibError(f"unknown option(s) {sorted(unknown)} for {arch!r}; allowed: {sorted(_OPTIONS[arch]) or 'none'}")
+    opts = _check_options(arch, opts)
+    check_alloc(f"the weights of {arch} {opts}", 4 * _param_estimate(arch, num_classes, in_channels, image_size, opts))
     return _BUILDERS[arch](num_classes, in_channels, image_size, **opts)  # type: ignore[arg-type]
+
+
+def _check_options(arch: str, opts: dict[str, object]) -> dict[str, object]:
+    """Type and range of each architecture option (a wrong type fails here, not inside torch)."""
+    out = dict(opts)
+    if "depth" in out:
+        out["depth"] = check_int(f"{arch} option depth", out["depth"], low=10 if arch == "wrn" else 8)
+    if "width" in out:
+        out["width"] = check_int("wrn option width", out["width"], low=1)
+    if "dropout" in out:
+        out["dropout"] = check_float("wrn option dropout", out["dropout"], low=0.0, high=0.99)
+    if "mean" in out:
+        out["mean"] = check_float("wrn option mean", out["mean"])
+    if "std" in out:
+        out["std"] = check_float("wrn option std", out["std"], low=1e-6)
+    if "leaky" in out:
+        out["leaky"] = check_float("resnet option leaky", out["leaky"], low=0.0, high=1.0)
+    if "hidden" in out:
+        h = out["hidden"]
+        if isinstance(h, (str, bytes)) or not isinstance(h, (list, tuple)) or not h:
+            raise SoftlibError(f"mlp option hidden must be a non-empty list of layer widths, got {h!r}")
+        out["hidden"] = tuple(check_int("mlp option hidden entry", v, low=1) for v in h)
+    return out
+
+
+def _param_estimate(arch: str, num_classes: int, in_channels: int, image_size: int, opts: dict) -> float:
+    """Roughly how many weights ``build_model`` would create (to refuse absurd sizes before allocating)."""
+    if arch == "wrn":
+        n, w = (int(opts.get("depth", 28)) - 4) // 6, int(opts.get("width", 8))
+        return 18.0 * max(n, 1) * w * w * (16**2 + 32**2 + 64**2) + 64.0 * w * num_classes
+    if arch == "resnet":
+        return 18.0 * max((int(opts.get("depth", 32)) - 2) // 6, 1) * (16**2 + 32**2 + 64**2)
+    if arch == "mlp":
+        dims = [in_channels * image_size * image_size, *opts.get("hidden", (512, 256)), num_classes]
+        return float(sum(a * b for a, b in zip(dims[:-1], dims[1:])))
+    side = max((image_size - 4) // 4, 1)
+    return 128.0 * side * side * 128 + 200_000.0 * in_channels
 
 
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512,
             device: torch.device | str | None = None) -> dict[str, np.ndarray]:
     """Logits and last hidden layer of ``x`` as float32 numpy, batched, in inference mode."""
-    from .validate import check_images
+    from .runtime import get_device
+    from .validate import check_model_input
 
-    check_images("x", x)
+    check_model_input("x", x, model)
     check_int("batch_size", batch_size, low=1)
-    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    dev = get_device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     hidden, logits = [], []

@@ -27,16 +27,51 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 
 
+def _chapter_key(name: str) -> str:
+    """``3``, ``03``, ``03_detectors``, ``03_detectors.ipynb``, ``notebooks/03_detectors.py`` -> a stem prefix."""
+    stem = Path(name).name
+    for suffix in (".ipynb", ".py"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem.zfill(2) if stem.isdigit() else stem
+
+
 def notebook_paths(only: list[str] | None = None) -> list[Path]:
-    """The chapter notebooks (``NN_*.ipynb``), optionally only those whose number or name is in ``only``."""
+    """The chapter notebooks (``NN_*.ipynb``), optionally only those named in ``only``.
+
+    A name is a chapter number (``3``, ``03``), a notebook's stem or file name; every
+    name must match a notebook (a typo is refused, not skipped).
+    """
     paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        wanted = [str(o).zfill(2) if str(o).isdigit() else str(o) for o in only]
-        chosen = [p for p in paths if any(p.stem.startswith(w) or p.stem == w for w in wanted)]
-        if not chosen:
-            raise SoftlibError(f"no notebook matches {only!r}; available: {[p.stem for p in paths]}")
-        return chosen
-    return paths
+    if only is None:
+        return paths
+    if isinstance(only, (str, bytes)) or not isinstance(only, (list, tuple)):
+        raise SoftlibError(f"only must be a list of chapter numbers or names, got {only!r}")
+    if not only:
+        raise SoftlibError(f"--only needs at least one chapter number or name; available: {[p.stem for p in paths]}")
+    chosen: list[Path] = []
+    for o in only:
+        if not isinstance(o, (str, int)) or isinstance(o, bool) or not str(o).strip():
+            raise SoftlibError(f"--only got an empty or invalid chapter name {o!r}; available: {[p.stem for p in paths]}")
+        key = _chapter_key(str(o).strip())
+        match = [p for p in paths if p.stem == key or p.stem.startswith(key + "_")]
+        if not match:
+            raise SoftlibError(f"no notebook matches {o!r}; available: {[p.stem for p in paths]}")
+        chosen += [p for p in match if p not in chosen]
+    return sorted(chosen)
+
+
+#: Folders the kernels read from the environment: made absolute before a kernel starts, since the
+#: kernel runs in notebooks/ and would resolve a relative path there, not where the command was typed.
+PATH_VARS = ("SOFTLIB_DATA", "SOFTLIB_CACHE", "SOFTLIB_RESULTS", "SOFTLIB_RESCUE")
+
+
+def absolutize_env() -> None:
+    """Make every SOFTLIB_* folder variable absolute (relative to the current folder)."""
+    for var in PATH_VARS:
+        v = os.environ.get(var)
+        if v:
+            os.environ[var] = str(Path(v).expanduser().absolute())
 
 
 @dataclass
@@ -59,6 +94,7 @@ def execute(path: Path, out: Path, parameters: dict[str, Any], *, cwd: Path | No
     from papermill.exceptions import PapermillExecutionError
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    absolutize_env()
     # the kernel inherits our environment: make `import softlib` find this checkout
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     if str(REPO) not in paths:
@@ -67,15 +103,49 @@ def execute(path: Path, out: Path, parameters: dict[str, Any], *, cwd: Path | No
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     t0 = time.perf_counter()
     try:
+        # the kernel's stderr (tqdm bars, warnings) streams to this terminal as it comes ...
         pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
                             cwd=str(cwd or path.parent), progress_bar=False, execution_timeout=timeout,
-                            log_output=False)
+                            log_output=False, stderr_file=sys.stderr)
     except PapermillExecutionError as exc:
         raise NotebookFailed(
             f"notebook {path.name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
             f"the executed copy with the traceback is {out}"
         ) from None
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    tidy_outputs(out)  # ... and stays out of the page
+    return seconds
+
+
+#: Output types a reader's page does not show: text on stderr (progress bars, warnings,
+#: which carry absolute paths) and widget progress bars (tqdm.auto when ipywidgets is installed).
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def tidy_outputs(path: Path) -> int:
+    """Drop stderr and widget outputs from an executed notebook; hide papermill's injected cell.
+
+    The terminal that ran the notebook has already shown them (``execute`` streams the
+    kernel's stderr there). Papermill's ``injected-parameters`` cell gets the ``remove-cell``
+    tag: the page says which profile ran in its own words. Returns the number of outputs dropped.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    dropped = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        kept = [o for o in cell.get("outputs", [])
+                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                and _WIDGET_MIME not in o.get("data", {})]
+        dropped += len(cell.get("outputs", [])) - len(kept)
+        cell.outputs = kept
+    nbformat.write(nb, str(path))
+    return dropped
 
 
 def _previous_seconds(profile: str) -> dict[str, float]:
@@ -106,8 +176,14 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
     records its numbers when it ends, and models and sets are cached (training checkpoints every
     epoch), so an interrupted run started again resumes where it stopped.
     """
+    from .cache import ensure_dir
+    from .validate import check_environment
+
     check_choice("profile", profile, PROFILES)
     paths = notebook_paths(only)
+    absolutize_env()
+    check_environment()  # SOFTLIB_RESULTS, SOFTLIB_DEVICE...: before hours of work, not after
+    out_dir = ensure_dir(Path(out_dir).absolute(), "output", None)
     write_status_pages(out_dir)
     log = out_dir / f"run-{profile}.log"
     previous = _previous_seconds(profile)
@@ -129,7 +205,13 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
             _say(f"[{profile}] {path.name} FAILED: {exc}", log)
             failure = exc
             break
-    _report(profile, timings)
+    try:
+        _report(profile, timings)
+    except SoftlibError as exc:
+        if failure is None:
+            raise
+        # never let a reporting problem hide the notebook's own failure
+        raise NotebookFailed(f"{failure} (and the timings could not be written: {exc})") from None
     if failure is not None:
         raise failure
     return timings
@@ -261,8 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.cmd == "run":
-            only = [o for o in (args.only or []) if o] or None
-            run_all(args.profile, args.out, only)
+            run_all(args.profile, args.out, args.only)
         elif args.cmd == "sync":
             sync()
         else:

@@ -9,6 +9,10 @@ cited in 000 section 2.2), the usual ones for these sets:
   clipped to [0, 1] (so about 31% of the pixels are exactly 0 and 31% exactly 1).
 - ``uniform``: every pixel (every channel) i.i.d. :math:`\\mathcal U[0, 1]`.
 
+:func:`gaussian_noise` takes ``mean``, ``std`` and ``clip`` so that chapter 02 can show
+how much its conclusions depend on this unstated choice (e.g. unclipped N(0.5, 1), or a
+narrower N(0.5, 0.25^2) that rarely leaves [0, 1]).
+
 Image data sets are converted to the in-distribution format: colour -> grey with
 the ITU-R BT.601 luma weights (0.299, 0.587, 0.114), grey -> colour by repeating
 the channel, size changed by bilinear interpolation with antialiasing
@@ -19,7 +23,13 @@ CIFAR-10 models).
 crops (side 48-200 px) of the two photos scikit-learn ships
 (``sklearn.datasets.load_sample_images``: china.jpg, flower.jpg, 427x640), downscaled to
 the in-distribution size (grey for MNIST). Natural-image statistics, but only two
-scenes: it is labelled as a stand-in wherever it is used.
+scenes: it is labelled as a stand-in wherever it is used. Training and test crops come
+from *disjoint regions* (:data:`NATURAL_REGIONS`): ``part="train"`` crops lie in the left
+half of each photo, ``part="test"`` crops in the right half, so no test pixel was seen in
+training (before ``ood-2`` both parts cropped the whole photos, and a supervised detector
+could score the test crops by memory). They still show the same two scenes: these are the
+only photos installed here (scikit-image, which ships more, is not a dependency, and
+``scipy.datasets`` downloads its images).
 
 :func:`add_black_patch` puts one k x k black (0) square per image at a uniformly
 random position fully inside the image (002 section 2.2: 7x7, after DeVries & Taylor 2018).
@@ -34,10 +44,10 @@ import torch
 import torch.nn.functional as F
 
 from .runtime import generator
-from .validate import MissingDataError, SoftlibError, check_choice, check_int
+from .validate import MissingDataError, SoftlibError, check_choice, check_float, check_int
 
 #: Bump when any generated image for the same arguments changes.
-CODE_VERSION = "ood-1"
+CODE_VERSION = "ood-2"  # ood-2: natural train / test crops from disjoint photo halves
 
 NOISE = ("gaussian", "uniform")
 IMAGE_SETS = ("mnist", "fashion_mnist", "cifar10")
@@ -45,6 +55,8 @@ IMAGE_SETS = ("mnist", "fashion_mnist", "cifar10")
 GAUSSIAN_MEAN, GAUSSIAN_STD = 0.5, 1.0
 #: Crop side range (pixels of the 427x640 photos) for the natural stand-in.
 NATURAL_CROP = (48, 200)
+#: Column range (fractions of the width) each part's natural crops are drawn from: disjoint.
+NATURAL_REGIONS = {"train": (0.0, 0.5), "test": (0.5, 1.0)}
 #: ITU-R BT.601 luma weights (colour -> grey).
 LUMA = (0.299, 0.587, 0.114)
 
@@ -52,18 +64,18 @@ LUMA = (0.299, 0.587, 0.114)
 FORMAT = {"mnist": (1, 28), "fashion_mnist": (1, 28), "cifar10": (3, 32)}
 
 
-def image_format(dataset: str) -> tuple[int, int]:
-    """``(channels, size)`` of the images of ``dataset``."""
-    check_choice("data set", dataset, FORMAT)
-    return FORMAT[dataset]
-
-
-def gaussian_noise(n: int, channels: int, size: int, *, seed: int) -> torch.Tensor:
-    """``n`` images with i.i.d. N(0.5, 1) pixels clipped to [0, 1] (float32, N x C x H x W)."""
+def gaussian_noise(n: int, channels: int, size: int, *, seed: int, mean: float = GAUSSIAN_MEAN,
+                   std: float = GAUSSIAN_STD, clip: bool = True) -> torch.Tensor:
+    """``n`` images with i.i.d. N(``mean``, ``std``^2) pixels, clipped to [0, 1] unless ``clip``
+    is False (float32, N x C x H x W). Defaults: ODIN's N(0.5, 1), clipped (the ``gaussian`` set)."""
     n = check_int("n", n, low=0)
+    mean = check_float("mean", mean)
+    std = check_float("std", std, low=0.0)
+    if not isinstance(clip, bool):
+        raise SoftlibError(f"clip must be True or False, got {clip!r}")
     g = generator(seed)
-    x = torch.randn((n, channels, size, size), generator=g) * GAUSSIAN_STD + GAUSSIAN_MEAN
-    return x.clamp_(0.0, 1.0)
+    x = torch.randn((n, channels, size, size), generator=g) * std + mean
+    return x.clamp_(0.0, 1.0) if clip else x
 
 
 def uniform_noise(n: int, channels: int, size: int, *, seed: int) -> torch.Tensor:
@@ -109,14 +121,21 @@ def natural_available() -> bool:
         return False
 
 
-def natural_crops(n: int, channels: int, size: int, *, seed: int) -> torch.Tensor:
+def natural_crops(n: int, channels: int, size: int, *, seed: int, part: str = "test") -> torch.Tensor:
     """``n`` random square crops of scikit-learn's two sample photos, as ``channels`` x ``size`` x ``size``.
 
     Photo, crop side (uniform in :data:`NATURAL_CROP`) and position are drawn from a
-    generator seeded with ``seed``; each crop is downscaled with antialiasing.
+    generator seeded with ``seed``; each crop lies inside the ``part``'s region of the photo
+    (:data:`NATURAL_REGIONS`: train and test crops share no pixel) and is downscaled with
+    antialiasing.
     """
     n = check_int("n", n, low=0)
-    photos = [torch.from_numpy(p).permute(2, 0, 1).float().div(255.0) for p in _sample_photos()]
+    check_choice("part", part, tuple(NATURAL_REGIONS))
+    lo, hi = NATURAL_REGIONS[part]
+    photos = []
+    for p in _sample_photos():
+        w = p.shape[1]
+        photos.append(torch.from_numpy(p[:, int(round(lo * w)):int(round(hi * w))]).permute(2, 0, 1).float().div(255.0))
     g = generator(seed)
     which = torch.randint(len(photos), (n,), generator=g)
     sides = torch.randint(NATURAL_CROP[0], NATURAL_CROP[1] + 1, (n,), generator=g)
@@ -173,8 +192,11 @@ def ood_images(name: str, n: int, *, dataset: str, part: str, seed: int) -> tupl
     if name == "uniform":
         return uniform_noise(n, channels, size, seed=seed), {"note": "i.i.d. U[0, 1] pixels", "stand_in": False}
     if name == "natural":
-        return natural_crops(n, channels, size, seed=seed), {
-            "note": "STAND-IN for CIFAR-10: random crops of scikit-learn's 2 sample photos", "stand_in": True}
+        lo, hi = NATURAL_REGIONS[part]
+        return natural_crops(n, channels, size, seed=seed, part=part), {
+            "note": (f"STAND-IN for CIFAR-10: random crops of scikit-learn's 2 sample photos, from columns "
+                     f"{lo:.0%}-{hi:.0%} of each ({part} region; train and test regions are disjoint)"),
+            "stand_in": True}
     from .data import load_split
 
     x, _ = load_split(name, train=(part == "train"))

@@ -74,7 +74,7 @@ from torchattacks.attack import Attack
 from tqdm.auto import tqdm
 
 from .runtime import get_device
-from .validate import SoftlibError, check_float, check_images, check_int
+from .validate import SoftlibError, check_alloc, check_float, check_images, check_int, check_model_input
 
 #: 004 appendix B: alpha = 0.15 for over-optimised examples.
 ALPHA_OVER = 0.15
@@ -137,12 +137,34 @@ def second_target(logits: torch.Tensor, target: torch.Tensor, label: torch.Tenso
 
 
 def _check_targets(what: str, t: torch.Tensor | np.ndarray | Sequence[int], n: int, num_classes: int) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(t), dtype=torch.long)
+    if isinstance(t, torch.Tensor):
+        t = t.detach().cpu().numpy()
+    try:
+        arr = np.asarray(t)
+    except (ValueError, TypeError) as exc:
+        raise SoftlibError(f"{what} must be a 1-D array of {n} class indices, got {type(t).__name__}") from exc
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise SoftlibError(f"{what} must hold integer class indices, got dtype {arr.dtype}")
+    t = torch.as_tensor(arr.astype(np.int64) if arr.size else np.zeros(arr.shape, np.int64))
     if t.ndim != 1 or len(t) != n:
         raise SoftlibError(f"{what} must be a 1-D array of {n} class indices, got shape {tuple(t.shape)}")
     if n and (int(t.min()) < 0 or int(t.max()) >= num_classes):
         raise SoftlibError(f"{what} must hold class indices in [0, {num_classes - 1}], got range [{int(t.min())}, {int(t.max())}]")
     return t
+
+
+def record_bytes(n: int, iters: int, *, k: int = 1, n_observers: int = 0, eval_every: int = 1,
+                 image_shape: Sequence[int] = (), n_keep: int = 0) -> float:
+    """Bytes of the records one run of :func:`over_optimize` / :func:`multiclass_optimize` preallocates.
+
+    Per image and step: three float32 curves, ``k`` float32 target activations and
+    probabilities, an int16 prediction; int16 observer predictions per evaluated step;
+    ``n_keep`` float32 images.
+    """
+    steps = float(iters) + 1
+    per_image = steps * (3 * 4 + 2 * 4 * k + 2) + n_observers * 2 * (steps / max(eval_every, 1) + 1)
+    per_image += n_keep * 4 * float(np.prod(image_shape) if len(image_shape) else 0)
+    return float(n) * per_image
 
 
 def _num_classes(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
@@ -179,8 +201,11 @@ def _ascend(
     scale = 1.0 / check_float("pixel_scale", pixel_scale, low=1e-6) ** 2
     keep_steps = sorted({check_int("keep_steps entry", s, low=0, high=iters) for s in keep_steps})
     mode = quantize_mode(quantize)
-    device = device or get_device()
+    device = get_device(device)
     observers = dict(observers or {})
+    check_alloc(f"the records of {len(x)} images x {iters} iterations",
+                record_bytes(len(x), iters, k=targets.shape[1], n_observers=len(observers), eval_every=eval_every,
+                             image_shape=tuple(x.shape[1:]), n_keep=len(keep_steps)))
     model = model.eval().to(device)
     for m in observers.values():
         m.eval().to(device)
@@ -293,8 +318,8 @@ def over_optimize(
         ``images``/``image_steps`` when ``keep_steps``; ``targets`` (N, 1).
         Step 0 is the unperturbed image.
     """
-    device = device or get_device()
-    check_images("x", x)
+    device = get_device(device)
+    check_model_input("x", x, model)
     num_classes = _num_classes(model.eval().to(device), x, device) if len(x) else 1
     t = _check_targets("target", target, len(x), num_classes)[:, None]
     alpha = check_float("alpha", alpha, low=0.0)
@@ -341,8 +366,8 @@ def multiclass_optimize(
     Arguments and returns as :func:`over_optimize`; ``target_act`` /
     ``target_soft`` have two columns (c, d) and ``targets`` is (N, 2).
     """
-    device = device or get_device()
-    check_images("x", x)
+    device = get_device(device)
+    check_model_input("x", x, model)
     num_classes = _num_classes(model.eval().to(device), x, device) if len(x) else 1
     c = _check_targets("target", target, len(x), num_classes)
     d = _check_targets("second", second, len(x), num_classes)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from .validate import SoftlibError, check_choice
+from .validate import SoftlibError, check_choice, check_float, check_int
 
 
 @dataclass(frozen=True)
@@ -169,8 +169,51 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+# Allowed values of each field, checked on every override (a bad value fails here, not hours later).
+# ("int", low, optional) / ("floats", low, high, min_len) / ("str",)
+_TRAIN_MIN = 10
+_FIELD_RULES: dict[str, tuple[Any, ...]] = {
+    "name": ("str",), "description": ("str",), "shortcuts": ("str",),
+    "train_size": ("int", _TRAIN_MIN, True), "grid_train_size": ("int", _TRAIN_MIN, True),
+    "cnn_epochs": ("int", 1, False), "wrn_epochs": ("int", 1, False), "mlp_epochs": ("int", 1, False),
+    "resnet_epochs": ("int", 1, False), "resnet_grid_epochs": ("int", 1, False),
+    "wrn_depth": ("int", 10, False), "wrn_width": ("int", 1, False), "resnet_depth": ("int", 8, False),
+    "n_figure": ("int", 1, False), "n_test": ("int", 1, False), "n_fit": ("int", 2, False),
+    "n_train_other": ("int", 1, False), "n_train_other_introspection": ("int", 1, False),
+    "detector_epochs": ("int", 1, False), "attack_steps": ("int", 1, False), "deepfool_steps": ("int", 1, False),
+    "transfer_images": ("int", 2, False), "transfer_iters": ("int", 1, False),
+    "eval_batch": ("int", 1, False), "test_eval_size": ("int", 1, True), "resnet_batch": ("int", 1, True),
+    "grid": ("floats", 0.0, None, 2), "eps_curve": ("floats", 0.0, 1.0, 1),
+}
+
+
+def _check_field(field_name: str, value: Any) -> Any:
+    rule = _FIELD_RULES[field_name]
+    what = f"profile field {field_name}"
+    if rule[0] == "str":
+        if not isinstance(value, str):
+            raise SoftlibError(f"{what} must be a string, got {value!r} ({type(value).__name__})")
+        return value
+    if rule[0] == "int":
+        if value is None and rule[2]:
+            return None
+        value = check_int(what + (" (or None)" if rule[2] else ""), value, low=rule[1])
+        if field_name == "wrn_depth" and (value - 4) % 6:
+            raise SoftlibError(f"{what} must be 6n+4 (10, 16, 22, 28, ...), got {value}")
+        if field_name == "resnet_depth" and (value - 2) % 6:
+            raise SoftlibError(f"{what} must be 6n+2 (8, 14, 20, 32, ...), got {value}")
+        return value
+    _, low, high, min_len = rule
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise SoftlibError(f"{what} must be a list of numbers, got {value!r}")
+    values = tuple(check_float(f"{what} entry", v, low=low, high=high) for v in value)
+    if len(values) < min_len:
+        raise SoftlibError(f"{what} needs at least {min_len} value(s), got {list(values)}")
+    return values
+
+
 def get_profile(name: str, **overrides: Any) -> Profile:
-    """Return the named profile, optionally with some fields replaced.
+    """Return the named profile, optionally with some fields replaced (each override is checked).
 
     >>> get_profile("quick").cnn_epochs
     3
@@ -183,5 +226,5 @@ def get_profile(name: str, **overrides: Any) -> Profile:
             raise SoftlibError(
                 f"unknown profile field(s) {unknown}; allowed: {sorted(prof.as_dict())}"
             )
-        prof = replace(prof, **overrides)
+        prof = replace(prof, **{k: _check_field(k, v) for k, v in overrides.items()})
     return prof

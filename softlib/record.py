@@ -26,9 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def results_dir() -> Path:
-    """``$SOFTLIB_RESULTS``, else ``results/`` in the repository."""
+    """``$SOFTLIB_RESULTS`` (made absolute), else ``results/`` in the repository."""
     env = os.environ.get("SOFTLIB_RESULTS")
-    return Path(env) if env else REPO / "results"
+    return Path(env).expanduser().absolute() if env else REPO / "results"
+
+
+def check_results_dir() -> Path:
+    """The results folder, checked *before* the work whose numbers go there (creatable, writable)."""
+    from .cache import ensure_dir
+
+    return ensure_dir(results_dir(), "results", "SOFTLIB_RESULTS")
 
 
 def _plain(v: Any) -> Any:
@@ -75,6 +82,14 @@ def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float
 
     if not isinstance(numbers, dict):
         raise SoftlibError(f"numbers must be a dict, got {type(numbers).__name__}")
+    for what, v in (("chapter", chapter), ("profile", profile)):
+        if not isinstance(v, str) or not v or any(c in v for c in "/\\\0") or v in (".", ".."):
+            raise SoftlibError(f"{what} must be a plain name (no path separators), got {v!r}")
+    if wall_s is not None:
+        from .validate import check_float
+
+        wall_s = check_float("wall_s", wall_s, low=0.0)
+    check_results_dir()
     payload = {"chapter": chapter, "profile": profile, "commit": git_commit(), "device": device_label(),
                "platform": platform.platform(), "torch": torch.__version__,
                "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": wall_s, "numbers": _plain(numbers)}

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from .claims import Estimate, MAX_BOOT
+from .claims import MAX_BOOT, Estimate
 from .validate import SoftlibError, check_int
 
 #: the replicate vectors of one detector: set name -> (1 + n_boot,) AUROCs in percent

@@ -18,7 +18,7 @@ the data set's own name   ``legit``    in-distribution images of the split (all 
 ``cifar10``                            ``cifar10`` only when it is on disk
 ``natural``               ood          STAND-IN for CIFAR-10 (crops of scikit-learn's sample photos)
 ``errors``                errors       002 section 2.2: images with a random 7x7 black patch that the
-                                       model misclassifies
+                                       model misclassifies (``errors_rule``: see :data:`ERRORS_RULES`)
 ========================  ===========  ==================================================================
 
 ``part="test"`` draws source images from the test split, ``part="train"`` from the
@@ -26,8 +26,22 @@ training split (detector training data; disjoint from test by construction). Sou
 order is a permutation seeded by ``seed``; attacks with random starts are seeded too.
 When an attack or the patch does not always succeed, more source images are drawn
 until the set holds ``n`` examples or the budget of tries (:data:`MAX_TRY_FACTOR` x ``n``,
-and the size of the split for attacks) is spent; a set may then be smaller than
-``n``: ``meta`` records it (``n_tried``, ``success_rate``) and a warning says so.
+and the size of the split for attacks and the strict errors set) is spent; a set may then be
+smaller than ``n``: ``meta`` records it (``n_tried``, ``success_rate``) and a warning says so.
+
+The errors set has two rules (``get_set(..., errors_rule=...)``):
+
+``"strict"`` (default; 002 section 2.2 read literally)
+    "We generate misclassified images by adding 7x7 black patches to test set images. We
+    only keep the ones that are not classified correctly by the NN." Each source image the
+    model classifies *correctly* gets one 7x7 black patch at a uniformly random position,
+    once; it is kept when the patched image is misclassified. Every image of the split is
+    tried at most once, so with an accurate model the set can hold fewer than ``n`` images.
+``"loose"`` (this package before issue 18)
+    Every source image, correct or not, is tried with a new random patch position in each
+    round, up to :data:`ERRORS_TRY_FACTOR` x ``n`` tries (up to ~100 positions per image):
+    a patch position that fools the model is searched for, and images the model already
+    got wrong without a patch are kept too (``meta["already_wrong_without_patch"]``).
 """
 
 from __future__ import annotations
@@ -48,10 +62,13 @@ from . import ood as _ood
 from .cache import cached_arrays
 from .profiles import Profile, get_profile
 from .runtime import generator
-from .validate import MissingDataError, SoftlibError, check_choice, check_int
+from .validate import MissingDataError, SoftlibError, check_alloc, check_choice, check_int, check_seed
 
 #: Bump when a set's content for the same arguments changes (part of every cache key).
 CODE_VERSION = "sets-1"
+#: Bump when the errors set's content changes (part of its cache key only, so that adversarial
+#: sets, slow to build, are not rebuilt). errors-2: the strict rule (issue 18).
+ERRORS_CODE_VERSION = "errors-2"
 
 ADVERSARIAL = ("fgsm", "bim", "deepfool", "maxconf", "pgd")
 OOD = ("gaussian", "uniform", "fashion_mnist", "mnist", "cifar10", "natural")
@@ -64,6 +81,8 @@ MAX_TRY_FACTOR = 20
 ERRORS_TRY_FACTOR = 100
 #: 002 section 2.2: the errors set's black patch is 7x7.
 ERRORS_PATCH = 7
+#: How the errors set is built (module docstring): 002 read literally, or the older search.
+ERRORS_RULES = ("strict", "loose")
 
 #: Names for tables and figures.
 SET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "gaussian": "Gaussian",
@@ -180,9 +199,32 @@ def _build_legit(dataset: str, n: int, part: str, seed: int) -> tuple[dict, dict
              "note": f"{dataset} {part} images (all, whether the model gets them right or not)"})
 
 
+def _attack_chunk(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+                  settings: dict[str, Any], opts: dict[str, Any], batch_size: int, chunk_seed: int,
+                  chunk_spec: dict[str, Any] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk of an adversarial set; with ``chunk_spec`` it is cached, so an interrupted build resumes."""
+    def attack() -> tuple[dict, dict]:
+        adv, success = _attacks.run_attack(name, model, x[idx], y[idx], eps=settings["eps"], batch_size=batch_size,
+                                           seed=chunk_seed, **opts)
+        return {"adv": adv.numpy(), "success": success.numpy()}, {}
+
+    if chunk_spec is None:
+        arrays, _ = attack()
+    else:
+        ids = hashlib.sha256(idx.numpy().astype(np.int64).tobytes()).hexdigest()[:16]
+        arrays, _ = cached_arrays("set-chunks", {**chunk_spec, "chunk_seed": chunk_seed, "source_ids": ids}, attack)
+    return torch.from_numpy(np.asarray(arrays["adv"], dtype=np.float32)), torch.from_numpy(np.asarray(arrays["success"], dtype=bool))
+
+
 def _build_adversarial(name: str, model: nn.Module, dataset: str, n: int, part: str, seed: int,
-                       settings: dict[str, Any], batch_size: int) -> tuple[dict, dict]:
-    """Attack correctly classified source images chunk by chunk until ``n`` successes."""
+                       settings: dict[str, Any], batch_size: int,
+                       chunk_spec: dict[str, Any] | None = None) -> tuple[dict, dict]:
+    """Attack correctly classified source images chunk by chunk until ``n`` successes.
+
+    With ``chunk_spec`` (the set's cache spec) every chunk's result is cached as it is made
+    (kind ``set-chunks``): a long build (the paper profile's MaxConfidence sets take an hour on a
+    CPU) that is interrupted resumes from its last finished chunk and gives the same set.
+    """
     x, y = _source(dataset, part)
     perm = torch.randperm(len(x), generator=generator(_subseed(seed, dataset, part, "order")))
     budget = min(len(x), MAX_TRY_FACTOR * max(n, 1))
@@ -200,8 +242,8 @@ def _build_adversarial(name: str, model: nn.Module, dataset: str, n: int, part: 
         idx = idx[ok]
         if len(idx) == 0:
             continue
-        adv, success = _attacks.run_attack(name, model, x[idx], y[idx], eps=settings["eps"], batch_size=batch_size,
-                                           seed=_subseed(seed, name, part, chunk_no), **opts)
+        adv, success = _attack_chunk(name, model, x, y, idx, settings, opts, batch_size,
+                                     _subseed(seed, name, part, chunk_no), chunk_spec)
         chunk_no += 1
         attacked += len(idx)
         succeeded += int(success.sum())
@@ -220,8 +262,49 @@ def _build_adversarial(name: str, model: nn.Module, dataset: str, n: int, part: 
     return {"x": xs.numpy(), "y": ys.numpy(), "source_index": ii.numpy()}, meta
 
 
-def _build_errors(model: nn.Module, dataset: str, n: int, part: str, seed: int,
-                  batch_size: int) -> tuple[dict, dict]:
+def _build_errors_strict(model: nn.Module, dataset: str, n: int, part: str, seed: int,
+                         batch_size: int) -> tuple[dict, dict]:
+    """002 section 2.2 literally: one random 7x7 black patch on each correctly classified
+    source image (each image once), keep the ones the patch makes the model misclassify."""
+    x, y = _source(dataset, part)
+    perm = torch.randperm(len(x), generator=generator(_subseed(seed, dataset, part, "order")))
+    kept_x, kept_y, kept_i, kept_pos = [], [], [], []
+    drawn = tried = have = src_wrong = chunk_no = 0
+    while have < n and drawn < len(x):
+        rate = have / tried if tried else 0.05
+        size = min(len(x) - drawn, max(256, math.ceil((n - have) / max(rate, 0.005) * 1.1)))
+        idx = perm[drawn:drawn + size]
+        drawn += len(idx)
+        ok = _predict(model, x[idx], batch_size) == y[idx]  # 002: misclassifications *generated* by the patch
+        src_wrong += int((~ok).sum())
+        idx = idx[ok]
+        if len(idx) == 0:
+            continue
+        patched, where = _ood.add_black_patch(x[idx], size=ERRORS_PATCH, seed=_subseed(seed, "errors", part, chunk_no))
+        chunk_no += 1
+        tried += len(idx)
+        wrong = _predict(model, patched, batch_size) != y[idx]
+        kept_x.append(patched[wrong])
+        kept_y.append(y[idx][wrong])
+        kept_i.append(idx[wrong])
+        kept_pos.append(where[wrong])
+        have += int(wrong.sum())
+    cat = lambda parts, empty: torch.cat(parts)[:n] if parts else empty  # noqa: E731
+    meta = {"success_rate": have / tried if tried else float("nan"), "n_tried": tried, "n_drawn": drawn,
+            "source_errors": src_wrong, "eps": 0.0, "stand_in": False, "patch": ERRORS_PATCH,
+            "errors_rule": "strict", "already_wrong_without_patch": 0.0,
+            "note": (f"correctly classified {dataset} {part} images, each with one random {ERRORS_PATCH}x"
+                     f"{ERRORS_PATCH} black patch (one position per image), kept when the model then "
+                     "misclassifies them (002 section 2.2)")}
+    arrays = {"x": cat(kept_x, torch.zeros((0, *x.shape[1:]))).numpy(),
+              "y": cat(kept_y, torch.zeros(0, dtype=torch.long)).numpy(),
+              "source_index": cat(kept_i, torch.zeros(0, dtype=torch.long)).numpy(),
+              "patch_pos": cat(kept_pos, torch.zeros((0, 2), dtype=torch.long)).numpy()}
+    return arrays, meta
+
+
+def _build_errors_loose(model: nn.Module, dataset: str, n: int, part: str, seed: int,
+                        batch_size: int) -> tuple[dict, dict]:
     """Patch source images (one random 7x7 black square each, new positions each round), keep errors."""
     x, y = _source(dataset, part)
     perm = torch.randperm(len(x), generator=generator(_subseed(seed, dataset, part, "order")))
@@ -252,10 +335,11 @@ def _build_errors(model: nn.Module, dataset: str, n: int, part: str, seed: int,
     xs = cat(kept_x, torch.zeros((0, *x.shape[1:])))
     orig = cat(kept_orig_wrong, torch.zeros(0, dtype=torch.bool))
     meta = {"success_rate": have / tried if tried else float("nan"), "n_tried": tried, "eps": 0.0,
-            "stand_in": False, "patch": ERRORS_PATCH,
+            "stand_in": False, "patch": ERRORS_PATCH, "errors_rule": "loose",
             "already_wrong_without_patch": float(orig.float().mean()) if len(orig) else float("nan"),
             "note": (f"{dataset} {part} images with one random {ERRORS_PATCH}x{ERRORS_PATCH} black patch that the "
-                     "model misclassifies (002 section 2.2); an image may be tried with several patch positions")}
+                     "model misclassifies (loose rule: an image may be tried with several patch positions, "
+                     "and images already misclassified without a patch are kept)")}
     arrays = {"x": xs.numpy(), "y": cat(kept_y, torch.zeros(0, dtype=torch.long)).numpy(),
               "source_index": cat(kept_i, torch.zeros(0, dtype=torch.long)).numpy(),
               "patch_pos": cat(kept_pos, torch.zeros((0, 2), dtype=torch.long)).numpy()}
@@ -270,19 +354,23 @@ def _build_ood(name: str, dataset: str, n: int, part: str, seed: int) -> tuple[d
 
 
 def get_set(name: str, model: nn.Module | None, *, profile: Profile | str, n: int, part: str = "test",
-            dataset: str = "mnist", seed: int = 0) -> LabeledSet:
+            dataset: str = "mnist", seed: int = 0, errors_rule: str = "strict") -> LabeledSet:
     """The set ``name`` (see the module docstring) for ``model``, built or loaded from the cache.
 
     ``model`` must carry ``cache_key`` (as :func:`softlib.zoo.get_model` models do) for
     sets that depend on it (adversarial, errors); legit and OOD sets do not depend on
     the model and may pass ``None``. ``profile`` sets the attacks' iteration caps and
-    the batch size; ``n`` the number of examples wanted.
+    the batch size; ``n`` the number of examples wanted. ``errors_rule``
+    (:data:`ERRORS_RULES`) says how the errors set is built; other sets ignore it.
     """
     check_choice("data set", dataset, DATASETS)
     check_choice("set", name, all_sets(dataset))
     check_choice("part", part, PARTS)
+    check_choice("errors_rule", errors_rule, ERRORS_RULES)
     n = check_int("n", n, low=1)
-    seed = check_int("seed", seed, low=0)
+    seed = check_seed("seed", seed)
+    # the images (float32) are held at least twice while a set is built and cached
+    check_alloc(f"set {name!r} with n={n}", 2 * 4 * n * (3 * 32 * 32 if dataset == "cifar10" else 28 * 28))
     prof = get_profile(profile) if isinstance(profile, str) else profile
     if not isinstance(prof, Profile):
         raise SoftlibError(f"profile must be a profile name or a Profile, got {type(profile).__name__}")
@@ -303,6 +391,8 @@ def get_set(name: str, model: nn.Module | None, *, profile: Profile | str, n: in
             raise SoftlibError(f"set {name!r} needs a model with a 'cache_key' string attribute "
                                "(a model from softlib.zoo.get_model)")
         spec["model"] = key
+    if family == "errors":
+        spec.update(errors_rule=errors_rule, errors_code=ERRORS_CODE_VERSION)
     if family == "adversarial":
         settings = attack_settings(name, dataset=dataset, profile=prof)
         spec["attack"] = settings
@@ -316,9 +406,11 @@ def get_set(name: str, model: nn.Module | None, *, profile: Profile | str, n: in
         if family == "legit":
             arrays, meta = _build_legit(dataset, n, part, seed)
         elif family == "adversarial":
-            arrays, meta = _build_adversarial(name, model, dataset, n, part, seed, settings, prof.eval_batch)
+            arrays, meta = _build_adversarial(name, model, dataset, n, part, seed, settings, prof.eval_batch,
+                                              chunk_spec=spec)
         elif family == "errors":
-            arrays, meta = _build_errors(model, dataset, n, part, seed, prof.eval_batch)
+            build_errors = _build_errors_strict if errors_rule == "strict" else _build_errors_loose
+            arrays, meta = build_errors(model, dataset, n, part, seed, prof.eval_batch)
         else:
             arrays, meta = _build_ood(name, dataset, n, part, seed)
         meta["wall_s"] = time.perf_counter() - t0

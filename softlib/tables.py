@@ -146,11 +146,3 @@ def value(frame: pd.DataFrame, **where: Any) -> float:
     if len(sel) != 1:
         raise SoftlibError(f"{len(sel)} rows match {where}; expected exactly 1")
     return float(sel["value"].iloc[0])
-
-
-def best_by(frame: pd.DataFrame, metric: str, within: Sequence[str], among: str = "detector") -> pd.DataFrame:
-    """For each combination of ``within``, the ``among`` value that is best on ``metric``."""
-    sel = frame[frame["metric"] == metric]
-    pick = (sel.loc[sel.groupby(list(within))["value"].idxmax()] if HIGHER_IS_BETTER[metric]
-            else sel.loc[sel.groupby(list(within))["value"].idxmin()])
-    return pick[[*within, among, "value"]].reset_index(drop=True)

@@ -34,7 +34,7 @@ from .profiles import Profile, get_profile
 from .runtime import get_device, seed_everything
 from .train import CODE_VERSION as TRAIN_VERSION
 from .train import Recipe, accuracy, recipe_for, train_model
-from .validate import CorruptEntryError, check_choice, check_int
+from .validate import CorruptEntryError, check_choice, check_int, check_seed
 
 _EPOCHS_FIELD = {"cnn": "cnn_epochs", "wrn": "wrn_epochs", "resnet": "resnet_epochs", "mlp": "mlp_epochs"}
 
@@ -60,7 +60,7 @@ def model_spec(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *
     check_choice("architecture", arch, ARCHS)
     check_choice("data set", dataset, DATASETS)
     check_choice("loss", loss, LOSSES)
-    check_int("seed", seed, low=0)
+    check_seed("seed", seed)
     epochs = check_int("epochs", epochs if epochs is not None else getattr(prof, _EPOCHS_FIELD[arch]), low=1)
     default_n = prof.cnn_train_size if arch == "cnn" else prof.train_size
     n_train = train_size if train_size is not None else default_n
@@ -122,7 +122,7 @@ def get_model(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *,
     prof = get_profile(profile) if isinstance(profile, str) else profile
     spec = model_spec(arch, dataset, prof, seed, loss=loss, loss_params=loss_params, epochs=epochs,
                       train_size=train_size, **options)
-    dev = torch.device(device) if device is not None else get_device()
+    dev = get_device(device)
     key = spec_key({"kind": "model", **spec})
     entry = Entry("models", key, ".safetensors")
     meta = entry.read_valid()

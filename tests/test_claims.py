@@ -119,3 +119,22 @@ def test_bootstrap_refuses_bad_arrays():
         C.Outcome("probably")
     with pytest.raises(SoftlibError, match="reversed"):
         C.Estimate(1.0, 2.0, 0.0)
+
+
+def test_display_table_shows_the_recorded_paper_verdict(tmp_path, monkeypatch):
+    import json
+
+    from softlib import record
+
+    monkeypatch.setattr(record, "REPO", tmp_path)
+    claim = C.Claim("03.y", "03_detectors", "000", "s", "q", "crit", "src",
+                    lambda r: C.Outcome(C.HELD, {"d": C.Estimate(1, 0.5, 2)}, ""))
+    table = C.evaluate([claim], {})
+    assert C.display_table(table)["verdict (papers' settings, recorded)"].tolist() == ["no run recorded"]
+    assert "No run of this chapter" in C.recorded_note("03_detectors")
+    (tmp_path / "results" / "paper").mkdir(parents=True)
+    (tmp_path / "results" / "paper" / "03_detectors.json").write_text(json.dumps(
+        {"commit": "abc", "device": "cpu (2 cores)", "when": "today", "wall_s": 600,
+         "numbers": {"claims": [{"id": "03.y", "verdict": "not held"}]}}))
+    assert C.display_table(table)["verdict (papers' settings, recorded)"].tolist() == ["not held"]
+    assert "commit `abc`" in C.recorded_note("03_detectors") and "10 min" in C.recorded_note("03_detectors")

@@ -49,3 +49,15 @@ def test_corrupt_record_names_the_file(tmp_path):
     (tmp_path / "quick" / "03_detectors.json").write_text("{not json")
     with pytest.raises(SoftlibError, match="03_detectors.json"):
         claimspage.page(tmp_path)
+
+
+def test_page_marks_verdicts_that_flip_with_the_thread_count(tmp_path):
+    _write(tmp_path, "quick", "03_detectors", _rows("held"))
+    (tmp_path / "repro-quick.json").write_text(json.dumps({
+        "threads": [1, 2], "chapters": ["03"], "claims": 1, "commit": "abc", "numbers": 1,
+        "numbers_outside_other_interval": 1, "verdict_flips": [CLAIMS[0].id],
+        "rows": [{"claim": CLAIMS[0].id, "same verdict": False, "verdict A": "held", "verdict B": "undetermined"}]}))
+    text = claimspage.page(tmp_path)
+    row = next(line for line in text.splitlines() if CLAIMS[0].quote[:30] in line)
+    assert "**flips**: held / undetermined" in row
+    assert "1 of 1 verdicts differ" in text

@@ -79,7 +79,7 @@ def test_trust_score_brute_force():
     expected = np.array([min(d[i, c] for c in range(3) if c != pred[i]) / (d[i, pred[i]] + 1e-12)
                          for i in range(25)])
     for algo in ("kd_tree", "brute"):
-        ts = D.TrustScore(feature="hidden", algorithm=algo).fit(x, y)
+        ts = D.TrustScore(feature="hidden", alpha=0, algorithm=algo).fit(x, y)
         np.testing.assert_allclose(ts.score_samples(q, y_pred=pred), expected, rtol=1e-10)
     # density filtering drops the alpha fraction with the largest k-th neighbour radius per class
     ts = D.TrustScore(feature="hidden", alpha=0.25, k=3).fit(x, y)
@@ -88,6 +88,60 @@ def test_trust_score_brute_force():
         r = np.sort(np.linalg.norm(pts[:, None] - pts[None], axis=2), axis=1)[:, 2]  # k=3 incl. itself
         keep = pts[r <= np.percentile(r, 75)]
         np.testing.assert_array_equal(np.sort(ts.points_[c], axis=0), np.sort(keep, axis=0))
+
+
+def _reference_trust_score(x, y, q, pred, *, k, alpha):
+    """Jiang et al.'s reference algorithm re-expressed with plain KD-trees (google/TrustScore's
+    ``filter_by_density`` + ``get_score``): per class, drop the points whose k-th neighbour
+    radius (the point itself included) is above the (1 - alpha) percentile, then the ratio of
+    the 2nd-neighbour distances, closest other class over predicted class."""
+    from sklearn.neighbors import KDTree
+
+    n_labels = int(y.max()) + 1
+    d = np.empty((len(q), n_labels))
+    for c in range(n_labels):
+        pts = x[y == c]
+        if alpha > 0:
+            r = KDTree(pts).query(pts, k=k)[0][:, -1]
+            pts = pts[r <= np.percentile(r, (1 - alpha) * 100)]
+        d[:, c] = KDTree(pts).query(q, k=2)[0][:, -1]
+    d_pred = d[np.arange(len(q)), pred]
+    s = np.sort(d, axis=1)
+    other = np.where(s[:, 0] != d_pred, s[:, 0], s[:, 1])
+    return other / (d_pred + 1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.05, D.TRUST_ALPHA, 0.25, 0.5])
+@pytest.mark.parametrize("algo", ["kd_tree", "brute"])
+def test_trust_score_matches_reference_at_every_alpha(alpha, algo):
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(size=(300, 4)), rng.integers(0, 3, 300)
+    q, pred = rng.normal(size=(80, 4)), rng.integers(0, 3, 80)
+    ref = _reference_trust_score(x, y, q, pred, k=10, alpha=alpha)
+    ours = D.TrustScore(feature="hidden", k=10, alpha=alpha, algorithm=algo).fit(x, y).score_samples(q, y_pred=pred)
+    np.testing.assert_allclose(ours, ref, rtol=1e-12 if algo == "brute" else 1e-14)
+
+
+def test_trust_score_default_filters_like_the_papers():
+    # 000 / 002 describe a filtered training set: the default drops a TRUST_ALPHA share per class
+    assert D.TrustScore().alpha == D.TRUST_ALPHA > 0
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(size=(400, 3)), np.repeat([0, 1], 200)
+    ts = D.TrustScore(feature="hidden").fit(x, y)
+    assert all(len(ts.points_[c]) == 180 for c in (0, 1))
+    assert all(len(D.TrustScore(feature="hidden", alpha=0).fit(x, y).points_[c]) == 200 for c in (0, 1))
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e5, 1e7])
+def test_trust_score_brute_is_exact_under_a_large_offset(offset):
+    # the expanded |q|^2 - 2 q.p + |p|^2 loses digits when features share a large offset
+    # (1.5e-3 relative error at 1e5 before the brute path centred its features)
+    rng = np.random.default_rng(10)
+    x, y = rng.normal(size=(200, 5)) + offset, rng.integers(0, 3, 200)
+    q, pred = rng.normal(size=(40, 5)) + offset, rng.integers(0, 3, 40)
+    exact = D.TrustScore(feature="hidden", alpha=0, algorithm="kd_tree").fit(x, y).score_samples(q, y_pred=pred)
+    brute = D.TrustScore(feature="hidden", alpha=0, algorithm="brute").fit(x, y).score_samples(q, y_pred=pred)
+    np.testing.assert_allclose(brute, exact, rtol=1e-9)
 
 
 def test_kde_matches_scipy_and_sklearn():

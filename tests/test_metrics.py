@@ -127,3 +127,25 @@ def test_tables_group_means_and_side_by_side():
                                        "fashion_mnist"])["ood"][2] == "natural"
     with pytest.raises(SoftlibError, match="not available"):
         tables.paper_sets("mnist", ["cifar10", "gaussian"])
+
+
+def test_aupr_trapezoid_option_matches_openood_and_differs_from_ap():
+    from sklearn import metrics as skm
+
+    rng = np.random.default_rng(0)
+    legit, other = rng.normal(1.0, 1.0, 10), rng.normal(0.0, 1.0, 10)
+    ap = detection_metrics(legit, other)
+    tr = detection_metrics(legit, other, aupr="trapezoid")
+    y = np.r_[np.ones(10), np.zeros(10)]
+    s = np.r_[legit, other]
+    p_in, r_in, _ = skm.precision_recall_curve(y, s)  # OpenOOD's formula
+    assert tr["aupr_in"] == pytest.approx(100 * skm.auc(r_in, p_in))
+    p_out, r_out, _ = skm.precision_recall_curve(1 - y, -s)
+    assert tr["aupr_out"] == pytest.approx(100 * skm.auc(r_out, p_out))
+    assert tr["aupr_in"] != pytest.approx(ap["aupr_in"], abs=0.1)
+    assert (tr["auroc"], tr["fpr95"]) == (ap["auroc"], ap["fpr95"])
+    # all-equal scores: AP = prevalence, the trapezoid joins (0, 1) to (1, prevalence): a 30-point gap
+    eq_ap, eq_tr = detection_metrics(np.ones(10), np.ones(7)), detection_metrics(np.ones(10), np.ones(7), aupr="trapezoid")
+    assert eq_tr["aupr_in"] - eq_ap["aupr_in"] == pytest.approx(100 * (1 + 10 / 17) / 2 - 100 * 10 / 17)
+    with pytest.raises(SoftlibError, match="aupr"):
+        detection_metrics(legit, other, aupr="interpolated")

@@ -2,12 +2,14 @@
 
 One session fixture executes every chapter with papermill (``profile=smoke``) into a
 copy of ``book/``, builds the HTML with Jupyter Book, and the last test opens it in
-headless Chromium (Debian's package) to check the chapter titles and that every figure loads.
+headless Chromium (Debian's package): every chapter's title, a figure that loads, no traceback,
+warning or absolute path in the text, no table wider than the content column; the API pages.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -53,6 +55,8 @@ def built_book(tmp_path_factory):
     for f in (REPO / "book").iterdir():
         if f.is_file():
             shutil.copy(f, book / f.name)
+        elif f.name not in ("_build", "chapters"):  # api/, _static/
+            shutil.copytree(f, book / f.name)
     timings = run_all("smoke", book / "chapters")
     assert all(t.ok for t in timings)
     r = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), "--quiet"],
@@ -86,32 +90,80 @@ def test_book_renders_offline_with_math(built_book):
     assert "cdn.jsdelivr.net/npm/mathjax" not in text, "MathJax must be served locally (sphinx-mathjax-offline)"
 
 
+#: Text a reader must never see on a page: a traceback, a Python warning (its class name,
+#: e.g. UserWarning or TqdmWarning), or an absolute path of the machine that built the book.
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\)")
+_WARNING = re.compile(r"\b[A-Z]\w*Warning\b|warnings\.warn")
+_ABS_PATH = re.compile(r"(?<![\w.:/~-])/(?:home|root|tmp|work|usr|opt|var|srv|mnt|Users)/[\w.+-]+|site-packages")
+
+# the content column and every table's right edge, in CSS pixels (a table that scrolls
+# inside its own box is as wide as that box)
+_TABLES_JS = """() => {
+  const col = document.querySelector('article').getBoundingClientRect();
+  const tables = [...document.querySelectorAll('article table')].map(t => {
+    const r = t.getBoundingClientRect();
+    return [t.innerText.slice(0, 60), r.left, r.right];
+  });
+  return {left: col.left, right: col.right, tables: tables,
+          page: document.documentElement.scrollWidth, view: window.innerWidth};
+}"""
+
+
+def _check_page_text(name: str, text: str, roots: list[str]) -> None:
+    assert not _TRACEBACK.search(text), f"{name}: a traceback on the page"
+    m = _WARNING.search(text)
+    assert not m, f"{name}: a warning on the page: ...{text[max(0, m.start() - 120):m.end() + 80]}..."
+    m = _ABS_PATH.search(text)
+    assert not m, f"{name}: an absolute path on the page: ...{text[max(0, m.start() - 80):m.end() + 80]}..."
+    for root in roots:
+        assert root not in text, f"{name}: the build machine's path {root} is on the page"
+
+
+def _check_tables_fit(name: str, layout: dict) -> None:
+    wide = [(t, round(right - layout["right"])) for t, left, right in layout["tables"]
+            if right > layout["right"] + 1 or left < layout["left"] - 1]
+    assert not wide, f"{name}: tables wider than the content column (text, px over): {wide[:3]}"
+    assert layout["page"] <= layout["view"] + 1, f"{name}: the page scrolls sideways ({layout['page']} px)"
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it as root)")
 def test_book_in_headless_chromium(built_book):
+    """Every chapter page as a reader sees it: its title, a figure that loads, and text free of
+    tracebacks, warnings and absolute paths, with every table inside the content column.
+    The API reference renders the docstrings."""
     from playwright.sync_api import sync_playwright
 
     html = built_book / "_build" / "html"
+    roots = sorted({str(REPO), str(built_book), str(Path.home()), sys.prefix} - {"/"}, key=len, reverse=True)
     args = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--no-first-run", "--disable-sync", "--disable-quic"]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto((html / "index.html").as_uri())  # Jupyter Book's index.html is a meta refresh to intro.html
         page.wait_for_url("**/intro.html", timeout=30_000)
         page.wait_for_load_state("load")
         assert "Beyond the softmax" in page.title()
         nav = " ".join(page.eval_on_selector_all("nav a", "links => links.map(a => a.textContent.trim())"))
-        for title in ("01.", "02.", "03.", "04.", "05."):
-            assert title in nav, f"chapter {title} missing from the navigation: {nav[:500]}"
+        for title in ("01.", "02.", "03.", "04.", "05.", "API reference"):
+            assert title in nav, f"{title} missing from the navigation: {nav[:500]}"
         for py in PYS:
             page.goto((html / "chapters" / f"{py.stem}.html").as_uri())
             page.wait_for_load_state("load")
             h1 = page.inner_text("h1")
             assert h1.startswith(py.stem[:2]), h1
+            assert py.stem[:2] in page.title(), page.title()
             sizes = page.eval_on_selector_all("article img", "imgs => imgs.map(i => [i.src, i.complete && i.naturalWidth])")
             assert sizes, f"{py.stem}: no figure on the page"
             broken = [s for s, w in sizes if not w]
             assert not broken, f"{py.stem}: figures that do not load: {broken}"
+            _check_page_text(py.stem, page.inner_text("article"), roots)
+            _check_tables_fit(py.stem, page.evaluate(_TABLES_JS))
+        page.goto((html / "api" / "softmax.html").as_uri())
+        page.wait_for_load_state("load")
+        functions = page.eval_on_selector_all("dl.py.function > dt", "dts => dts.map(d => d.id)")
+        assert "softlib.softmax.saturation_table" in functions, functions
+        assert "finite precision" in page.inner_text("article")  # the module docstring
         browser.close()
 
 

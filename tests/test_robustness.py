@@ -22,15 +22,15 @@ def test_paper_numbers():
     assert p003.TABLE3["ovm"] == {"fgsm": 73.1, "bim": 83.9, "pgd": 77.2}
     assert p003.TABLE3["ce"]["pgd"] == 99.9 and p003.TABLE3["rce"]["pgd"] == 98.4
     assert p003.GRID == (0.0, 0.1, 0.2, 0.4, 0.8, 1.0)
-    assert p003.kde_bandwidth("ce") == pytest.approx(1 / 0.26)
-    assert p003.kde_bandwidth("ovm") == pytest.approx(0.1 / 0.26)
+    assert rob.paper_bandwidth("ce") == pytest.approx(1 / 0.26)
+    assert rob.paper_bandwidth("ovm") == pytest.approx(0.1 / 0.26)
     assert p003.TRAINING["batch_size"] == 256 and p003.TRAINING["epochs"] == 200
     assert len(p003.table3()) == 9 and set(p003.table2()["loss"]) == set(p003.LOSSES)
     # the claim behind table 3: OVM detects worst on every attack
     for att in p003.ATTACKS:
         assert p003.TABLE3["ovm"][att] == min(p003.TABLE3[k][att] for k in p003.LOSSES)
     with pytest.raises(SoftlibError, match="allowed"):
-        p003.kde_bandwidth("hinge")
+        rob.paper_bandwidth("hinge")
 
 
 # ---------------------------------------------------------------------------- KDE

@@ -60,6 +60,29 @@ def test_noise_distributions():
     assert not torch.equal(ood.gaussian_noise(3, 1, 28, seed=5), ood.gaussian_noise(3, 1, 28, seed=6))
 
 
+def test_natural_train_and_test_crops_are_disjoint(monkeypatch):
+    # a photo whose every column holds its own index: a crop's values say where it was cut
+    w = 640
+    photo = np.broadcast_to((np.arange(w, dtype=np.float64) / (w - 1) * 255)[None, :, None], (427, w, 3)).copy()
+    monkeypatch.setattr(ood, "_sample_photos", lambda: (photo.astype(np.uint8),) * 2)
+    train = ood.natural_crops(200, 3, 48, seed=0, part="train")
+    test = ood.natural_crops(200, 3, 48, seed=0, part="test")
+    assert float(train.max()) <= 0.5 + 1 / 255 and float(test.min()) >= 0.5 - 1 / 255
+    with pytest.raises(SoftlibError, match="part"):
+        ood.natural_crops(2, 1, 28, seed=0, part="val")
+
+
+def test_gaussian_noise_variants():
+    wide = ood.gaussian_noise(50, 1, 28, seed=0, clip=False)
+    assert float(wide.min()) < 0 < 1 < float(wide.max())
+    assert abs(float(wide.mean()) - 0.5) < 0.02 and abs(float(wide.std()) - 1.0) < 0.02
+    narrow = ood.gaussian_noise(50, 1, 28, seed=0, std=0.25)
+    assert abs(float(narrow.std()) - 0.25) < 0.02
+    assert torch.equal(ood.gaussian_noise(5, 1, 28, seed=3), ood.gaussian_noise(5, 1, 28, seed=3, mean=0.5, std=1.0))
+    with pytest.raises(SoftlibError, match="std"):
+        ood.gaussian_noise(2, 1, 28, seed=0, std=-1.0)
+
+
 def test_black_patch_is_7x7_and_black():
     x = torch.full((50, 3, 32, 32), 0.8)
     out, pos = ood.add_black_patch(x, size=7, seed=0)
@@ -132,12 +155,38 @@ def test_parts_draw_from_their_own_split(fake_data):
 
 def test_errors_set(fake_data, model):
     s = get_set("errors", model, profile="smoke", n=25)
-    assert s.family == "errors" and 0 < len(s) <= 25
+    assert s.family == "errors" and 0 < len(s) <= 25 and s.meta["errors_rule"] == "strict"
     with torch.no_grad():
         assert bool((model(s.x).argmax(1) != s.y).all())
     for img, (r, c) in zip(s.x, s.meta["patch_pos"].tolist()):
         assert float(img[:, r:r + 7, c:c + 7].max()) == 0.0
     assert s.meta["patch"] == 7 and 0 < s.meta["success_rate"] <= 1
+
+
+def test_errors_set_strict_follows_002(fake_data, model):
+    # 002 section 2.2: a patch on images the model gets right, one position per image, keep the errors
+    src_x, src_y = SPLITS[("mnist", False)]
+    s = get_set("errors", model, profile="smoke", n=10_000)  # more than the split can give
+    idx = torch.as_tensor(s.meta["source_index"])
+    assert len(set(idx.tolist())) == len(idx), "each source image is patched once"
+    with torch.no_grad():
+        assert bool((model(src_x[idx]).argmax(1) == src_y[idx]).all()), "originals are correctly classified"
+        assert bool((model(s.x).argmax(1) != s.y).all())
+    for img, src, (r, c) in zip(s.x, src_x[idx], s.meta["patch_pos"].tolist()):
+        outside = torch.ones_like(img, dtype=torch.bool)
+        outside[:, r:r + 7, c:c + 7] = False
+        assert torch.equal(img[outside], src[outside]), "only one 7x7 square differs from the source"
+    assert s.meta["n_drawn"] == len(src_x) and s.meta["n_tried"] == len(src_x) - s.meta["source_errors"]
+    assert s.meta["already_wrong_without_patch"] == 0.0
+
+
+def test_errors_set_loose_rule_is_an_option(fake_data, model):
+    loose = get_set("errors", model, profile="smoke", n=25, errors_rule="loose")
+    strict = get_set("errors", model, profile="smoke", n=25)
+    assert loose.meta["errors_rule"] == "loose" and loose.meta["cache_key"] != strict.meta["cache_key"]
+    assert 0 <= loose.meta["already_wrong_without_patch"] <= 1
+    with pytest.raises(SoftlibError, match="errors_rule"):
+        get_set("errors", model, profile="smoke", n=5, errors_rule="lenient")
 
 
 def test_ood_sets(fake_data, model):
@@ -148,6 +197,8 @@ def test_ood_sets(fake_data, model):
     nat = get_set("natural", None, profile="smoke", n=8)
     assert nat.meta["stand_in"] is True and "STAND-IN" in nat.meta["note"] and nat.x.shape == (8, 1, 28, 28)
     assert float(nat.x.std()) > 0.01
+    nat_train = get_set("natural", None, profile="smoke", n=8, part="train")
+    assert "train region" in nat_train.meta["note"] and not torch.equal(nat_train.x, nat.x)
     with pytest.raises(MissingDataError, match="natural"):
         get_set("cifar10", None, profile="smoke", n=8)
     assert "cifar10" not in available_sets("mnist") and "natural" in available_sets("mnist")
@@ -199,3 +250,32 @@ def test_bad_arguments(fake_data, model):
     assert math.isclose(sets.attack_settings("bim", dataset="cifar10", profile="paper")["eps"], 8 / 255)
     assert sets.attack_settings("deepfool", dataset="mnist", profile="paper")["steps"] == 50
     assert np.isclose(sets.attack_settings("pgd", dataset="mnist", profile="quick")["step_size"], 0.03)
+
+
+def test_adversarial_set_build_resumes_from_cached_chunks(tmp_cache, monkeypatch):
+    """An interrupted build keeps its finished chunks; the rebuild reuses them and gives the same set."""
+    from softlib import attacks as A
+    from softlib import sets as S
+    from softlib import zoo
+    from softlib.profiles import get_profile
+
+    prof = get_profile("smoke", test_eval_size=64)
+    model = zoo.get_model("mlp", "mnist", prof, seed=0, epochs=1, train_size=256)
+    calls = {"n": 0}
+    real = A.run_attack
+
+    def counting(*args, **kw):
+        calls["n"] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(A, "run_attack", counting)
+    first = S.get_set("fgsm", model, profile=prof, n=100, part="test")
+    n_chunks = calls["n"]
+    assert n_chunks >= 1 and len(list((tmp_cache / "set-chunks").glob("*.npz"))) == n_chunks
+    # drop the finished set but keep its chunks (as if the process died before publishing it)
+    for f in (tmp_cache / "sets").glob(f"{first.meta['cache_key']}.*"):
+        f.unlink()
+    calls["n"] = 0
+    again = S.get_set("fgsm", model, profile=prof, n=100, part="test")
+    assert calls["n"] == 0, "chunks were attacked again"
+    assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y)

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..validate import check_choice
-
 SOURCE = "003"
 
 LOSSES = ("ce", "rce", "ovm")
@@ -102,10 +100,3 @@ def table3() -> pd.DataFrame:
             for att, auc in row.items()
         ]
     )
-
-
-def kde_bandwidth(loss: str) -> float:
-    """The section 4.2 KDE bandwidth for a model trained with ``loss`` (ls_lsq grid models:
-    003 does not say; the book uses the CE value, see :mod:`softlib.robustness`)."""
-    check_choice("loss", loss, LOSSES)
-    return KDE_BANDWIDTH[loss]
