@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from softlib import imagenet, overoptimize as oo, transfer
+from softlib import claims, claims04, imagenet, overoptimize as oo, transfer
 from softlib.paper import misleading_softmax as paper
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
@@ -96,9 +96,11 @@ st = transfer.load_setting(setting_name, prof, seed=seed, n=n, progress=progress
 names = list(st.models)
 fig_model = transfer.FIGURE_MODEL[st.name]
 rows = [{"model": k, "test accuracy": st.meta.get("test_acc", {}).get(k, np.nan),
+         "training loss by epoch": " > ".join(f"{v:.3f}" for v in getattr(m, "meta", {}).get("train_loss", [])),
          "cache key": getattr(m, "cache_key", "")[:12]} for k, m in st.models.items()]
 display(pd.DataFrame(rows))
-display(Markdown(f"{st.note}. {len(st.x)} images selected; figures 1 and 2 use the **{fig_model}**."))
+display(Markdown(f"{st.note}. {len(st.x)} images selected; figures 1 and 2 use the **{fig_model}**. "
+                 "The training loss per epoch shows how far each model is from its plateau."))
 
 # %% [markdown]
 # ## Points of reference: natural images and the float32 softmax
@@ -381,71 +383,36 @@ display(Markdown("\n\n".join(summary(a) for a in transfer.ATTACKS)))
 # %% [markdown]
 # ## The paper's claims, and what our run says
 #
-# The paper claims (section 2 and appendix B):
-#
-# 1. the over-optimised softmax "almost immediately jumps to 100%", after which consecutive
-#    examples cannot be told apart by it (Lemma 2.1);
-# 2. multi-class examples stay below 100% confidence although they transfer (Lemma 2.2);
-# 3. the softmax "is not a good indicator of the transferability (i.e., the strength)" of
-#    adversarial examples, while class activations "provide better clues".
+# Each claim quotes 004, states the criterion and where it comes from (004's own comparison where
+# it gives no number), and is decided per ordered pair of models by the 95% bootstrap interval
+# (over the examples) of the deciding number: **held** when the whole interval is on the claim's
+# side in every pair, **not held** when it is wholly on the other side in some pair,
+# **undetermined** otherwise (a tie is never a win). The activation-against-softmax comparison of
+# over-optimised examples is made only where Lemma 2.1 applies: on the examples whose float32
+# softmax already reads 1.0 at the step compared. An example still below 1.0 is outside the
+# lemma's regime; there the softmax still moves, and the paper says nothing about it. The claims
+# and their tests live in `softlib.claims04`, with a unit test for each outcome.
 
 # %%
-mc_soft_kept = []
-for src in names:
-    soft = arrays[f"multiclass/{src}/top_soft"][:, -1]
-    mc_soft_kept.append(float((soft < 1.0).mean()))
-ov_reach = float(ov["reach softmax 1.0"].mean())
-d_ov = corr[corr["attack"] == "overoptimized"]
-d_mc = corr[corr["attack"] == "multiclass"]
-act_better = int((corr["ex_act_rho"].fillna(0).abs() > corr["ex_soft_rho"].fillna(0).abs()).sum())
-display(Markdown(f"""
-| claim | 004 | our run ({st.name}, {len(st.x)} images, {iters} steps) |
-|---|---|---|
-| over-optimised softmax saturates | jumps to 1.0 almost immediately | {100 * ov_reach:.0f}% of examples reach exactly 1.0, at a median step of {nanmed(ov['step (median)']):.0f} of {iters} |
-| multi-class confidence stays below 1 | almost all below 100% | {100 * np.mean(mc_soft_kept):.0f}% below 1.0 at the last step; median {np.median(mc['final softmax median']):.3f} |
-| softmax uninformative about transfer (example level) | yes | median rho {nanmed(corr['ex_soft_rho']):.2f} over {int(corr['ex_soft_rho'].notna().sum())} of {len(corr)} testable pairs |
-| activations informative (example level) | better clues | median rho {nanmed(corr['ex_act_rho']):.2f}; larger than the softmax's in {act_better} of {len(corr)} pairs |
-"""))
-
-# %%
-def verdict(a: str) -> str:
-    d = corr[corr["attack"] == a]
-    k = len(d)
-    soft_sig = int(((d["ex_soft_p"] < 0.05) & d["ex_soft_rho"].notna()).sum())
-    act_sig = int(((d["ex_act_p"] < 0.05) & (d["ex_act_rho"] > 0)).sum())
-    ra, rs = nanmed(d["ex_act_rho"]), nanmed(d["ex_soft_rho"])
-    curve_s = nanmed(d["curve_soft_rho"])
-    text = (f"**{transfer.ATTACK_TITLES[a]}**: at the mid-transfer step, a larger activation goes with transfer "
-            f"(positive rho, p < 0.05) in {act_sig} of {k} pairs (median rho {ra:.2f}); the softmax is significantly "
-            f"associated with transfer in {soft_sig} of {k} pairs (median rho {rs:.2f}). ")
-    if soft_sig <= k // 3 and act_sig >= (k + 1) // 2:
-        text += "This supports the paper: the activation carries information about transfer that the softmax does not."
-    elif act_sig > soft_sig:
-        text += ("Weak support for the paper: neither is a strong indicator here, but the activation is significant "
-                 "in more pairs than the softmax.")
-    elif abs(ra) > abs(rs) + 0.1:
-        text += "The activation is the better indicator, but the softmax is not uninformative here."
-    else:
-        text += ("Here the softmax ranks examples about as well as the activation: with these models and this many "
-                 "steps many softmax values have not yet saturated at the mid-transfer step, so the claim that the "
-                 "softmax says nothing about transfer is not supported at this level.")
-    if np.isfinite(curve_s) and curve_s < 0:
-        text += (f" Along the curves the mean softmax *falls* as transfer rises (median rho {curve_s:.2f}): "
-                 "the masking of Lemma 2.2, where the confidence misleads rather than merely says nothing.")
-    return text
-
-
-display(Markdown("\n\n".join(verdict(a) for a in transfer.ATTACKS)))
+results04 = {"arrays": arrays, "natural_max": {k: r["max"] for k, r in natural.items()},
+             "n_boot": prof.n_boot, "seed": seed}
+display(claims04.pair_table(results04))
+claim_table = claims.evaluate(list(claims04.CLAIMS), results04)
+display(claims.display_table(claim_table).style.hide(axis="index"))
+counts = claim_table["verdict"].value_counts()
+display(Markdown(f"{len(claim_table)} claims ({st.name}, {len(st.x)} images, {iters} steps): "
+                 + ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS) + "."))
 
 # %% [markdown]
 # **Reading the numbers.** The curve correlations are high for anything that grows with the
 # number of steps, since the transfer percentage grows with the steps too: they restate the
 # figures rather than test the claim, and where the softmax has already saturated they are
-# undefined. The example-level correlations are the sharper test: at the same step, do larger
-# activations (or a larger softmax) mark the examples that transfer? Over-optimised examples
-# answer it only while some softmax values are still below 1.0; multi-class examples keep
-# their softmax near 0.5 to 0.6 by construction, so there any association between softmax
-# and transfer has to come from the few examples whose two classes separated.
+# undefined. The example-level correlations of the earlier table mix two regimes: over-optimised
+# examples whose softmax is still below 1.0 (where the softmax still moves with the logits, and
+# can rank transfer as well as the activation) and saturated ones (Lemma 2.1). The verdicts above
+# use only the saturated ones, as the paper describes them. Multi-class examples keep their
+# softmax near 0.5 to 0.6 by construction, so there any association between softmax and transfer
+# has to come from the few examples whose two classes separated.
 
 # %% tags=["remove-input"]
 ratio = {r["source"]: r["final CA1 max"] / r["natural max CA"] for _, r in ov.iterrows()}
@@ -467,5 +434,7 @@ from softlib.record import record
 record("04_overoptimization_transferability", prof.name, {
     "saturation": sat.to_dict("records"),
     "correlations": corr[cols].to_dict("records"),
+    "pairs": claims04.pair_table(results04).to_dict("records"),
+    "claims": claims.for_record(claim_table),
 }, wall_s=time.perf_counter() - t0)
 display(Markdown(f"Notebook ran in {time.perf_counter() - t0:.0f} s (profile {prof.name})."))

@@ -229,6 +229,75 @@ def adversarial_outputs(
     return arrays
 
 
+def example_outcomes(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    fit_x: torch.Tensor,
+    fit_y: torch.Tensor,
+    loss: str | None = None,
+    attacks: Sequence[str] = ATTACKS,
+    eps_list: Iterable[float] = (0.3,),
+    bandwidth: float | None = None,
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Per test example, per attack and eps: what the detector and the classifier saw.
+
+    One row per (attack, eps, example) with columns ``loss, attack, eps, example`` (position in
+    ``x``), ``clean_correct`` (the clean image is classified right, the RCE rule applied),
+    ``adv_correct`` (the attacked image is), ``legit_score`` (KDE log density of the clean image
+    under its predicted class; NaN unless ``clean_correct``: the AUC's negatives) and
+    ``adv_score`` (log density of the attacked image; NaN unless the attack *succeeded* on a
+    correctly classified image: the AUC's positives, Feinman et al.'s protocol), ``bandwidth``.
+    Keeping the examples (not only the rates) is what lets a bootstrap over test examples put an
+    interval on every accuracy and AUC (:func:`summarize`). ``fit_x, fit_y``: training images the
+    per-class KDE is fitted on.
+    """
+    loss = model_loss(model, loss)
+    attacks = [check_choice("attack", a, ATTACKS) for a in attacks]
+    eps_list = [check_float("eps", e, low=0.0, high=1.0) for e in eps_list]
+    bw = paper_bandwidth(loss) if bandwidth is None else check_float("bandwidth", bandwidth, low=1e-12)
+    check_images("fit_x", fit_x)
+    view = PredictionView(model, loss)
+    fit_h, _ = hidden_and_predictions(view, fit_x, batch_size=batch_size)
+    kde = make_kde(bw).fit(fit_h, np.asarray(fit_y))
+    clean_h, clean_pred = hidden_and_predictions(view, x, batch_size=batch_size)
+    y_np = y.cpu().numpy()
+    correct = clean_pred == y_np
+    legit = np.full(len(x), np.nan)
+    if correct.any():
+        legit[correct] = kde.score_samples(clean_h[correct], clean_pred[correct])
+    frames = []
+    jobs = [(a, e) for a in attacks for e in eps_list]
+    for attack, eps in tqdm(jobs, desc=f"attacks ({loss})", disable=not progress or len(jobs) < 2, leave=False):
+        if eps == 0.0:  # no perturbation: the clean outputs, whatever the attack
+            out = {"pred": clean_pred, "hidden": clean_h}
+        else:
+            out = adversarial_outputs(model, x, y, attack=attack, eps=eps, loss=loss, steps=steps, seed=seed,
+                                      batch_size=batch_size)
+        success = correct & (out["pred"] != y_np)
+        adv = np.full(len(x), np.nan)
+        if eps > 0 and success.any():
+            adv[success] = kde.score_samples(out["hidden"][success], out["pred"][success])
+        frames.append(pd.DataFrame({
+            "loss": loss, "attack": attack, "eps": eps, "example": np.arange(len(x)), "clean_correct": correct,
+            "adv_correct": out["pred"] == y_np, "legit_score": legit, "adv_score": adv, "bandwidth": bw,
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def rates(examples: pd.DataFrame) -> dict[str, float]:
+    """Accuracy, AUC, ``n_legit`` and ``n_adv`` of one (model, attack, eps) slice of :func:`example_outcomes`."""
+    legit = examples["legit_score"].to_numpy(float)
+    adv = examples["adv_score"].to_numpy(float)
+    return {"accuracy": float(examples["adv_correct"].mean()), "auc": fast_auc(legit, adv),
+            "n_legit": int(np.isfinite(legit).sum()), "n_adv": int(np.isfinite(adv).sum())}
+
+
 def evaluate_model(
     model: nn.Module,
     x: torch.Tensor,
@@ -245,45 +314,53 @@ def evaluate_model(
     batch_size: int = 256,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Accuracy and KDE detection AUC of ``model`` per attack and eps.
+    """Accuracy and KDE detection AUC of ``model`` per attack and eps (:func:`example_outcomes`, aggregated).
 
     Returns one row per (attack, eps) with columns ``loss, attack, eps, accuracy`` (on
     the adversarial images, the RCE rule applied), ``auc`` (KDE detection, in [0, 1];
     NaN at eps 0 or without a successful attack), ``n_legit`` (correctly classified clean
     images), ``n_adv`` (successful adversarial examples among them), ``bandwidth``.
-    ``fit_x, fit_y``: training images and labels the per-class KDE is fitted on.
     """
-    loss = model_loss(model, loss)
-    attacks = [check_choice("attack", a, ATTACKS) for a in attacks]
-    eps_list = [check_float("eps", e, low=0.0, high=1.0) for e in eps_list]
-    bw = paper_bandwidth(loss) if bandwidth is None else check_float("bandwidth", bandwidth, low=1e-12)
-    check_images("fit_x", fit_x)
-    view = PredictionView(model, loss)
-    fit_h, _ = hidden_and_predictions(view, fit_x, batch_size=batch_size)
-    kde = make_kde(bw).fit(fit_h, np.asarray(fit_y))
-    clean_h, clean_pred = hidden_and_predictions(view, x, batch_size=batch_size)
-    y_np = y.cpu().numpy()
-    correct = clean_pred == y_np
-    legit_scores = kde.score_samples(clean_h[correct], clean_pred[correct])
+    ex = example_outcomes(model, x, y, fit_x=fit_x, fit_y=fit_y, loss=loss, attacks=attacks, eps_list=eps_list,
+                          bandwidth=bandwidth, steps=steps, seed=seed, batch_size=batch_size, progress=progress)
     rows = []
-    jobs = [(a, e) for a in attacks for e in eps_list]
-    for attack, eps in tqdm(jobs, desc=f"attacks ({loss})", disable=not progress or len(jobs) < 2, leave=False):
-        if eps == 0.0:  # no perturbation: the clean outputs, whatever the attack
-            out = {"pred": clean_pred, "hidden": clean_h}
-        else:
-            out = adversarial_outputs(model, x, y, attack=attack, eps=eps, loss=loss, steps=steps, seed=seed,
-                                      batch_size=batch_size)
-        success = correct & (out["pred"] != y_np)
-        if eps > 0 and success.any():
-            adv_scores = kde.score_samples(out["hidden"][success], out["pred"][success])
-            auc = detection_auc(legit_scores, adv_scores)
-        else:
-            auc = float("nan")
-        rows.append({
-            "loss": loss, "attack": attack, "eps": eps, "accuracy": float((out["pred"] == y_np).mean()),
-            "auc": auc, "n_legit": int(correct.sum()), "n_adv": int(success.sum()), "bandwidth": bw,
-        })
-    return pd.DataFrame(rows)
+    for (attack, eps), sub in ex.groupby(["attack", "eps"], sort=False):
+        rows.append({"loss": sub["loss"].iloc[0], "attack": attack, "eps": float(eps), **rates(sub),
+                     "bandwidth": float(sub["bandwidth"].iloc[0])})
+    out = pd.DataFrame(rows)
+    return out[["loss", "attack", "eps", "accuracy", "auc", "n_legit", "n_adv", "bandwidth"]]
+
+
+def fast_auc(legit_scores: Any, adv_scores: Any) -> float:
+    """:func:`detection_auc` (lower score = adversarial) by ranks, NaN entries dropped.
+
+    The Mann-Whitney form, :math:`(R_{adv} - n_a(n_a+1)/2) / (n_a n_l)` on ``-score`` with
+    average ranks for ties, equal to scikit-learn's ROC AUC but without its overhead, so that a
+    1000-resample bootstrap stays cheap. NaN when either side is empty.
+    """
+    from scipy.stats import rankdata
+
+    legit = np.asarray(legit_scores, np.float64).ravel()
+    adv = np.asarray(adv_scores, np.float64).ravel()
+    legit, adv = legit[np.isfinite(legit)], adv[np.isfinite(adv)]
+    na, nl = len(adv), len(legit)
+    if na == 0 or nl == 0:
+        return float("nan")
+    r = rankdata(-np.r_[legit, adv])
+    return float((r[nl:].sum() - na * (na + 1) / 2) / (na * nl))
+
+
+def correct_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str | None = None,
+                     batch_size: int = 512) -> np.ndarray:
+    """Per image of ``x``: classified right (bool, (N,)), with the loss' own prediction rule (RCE: argmax(-Z)).
+
+    The per-example form of a test accuracy, so that the accuracy gets a bootstrap interval and
+    two models scored on the same images a paired one.
+    """
+    _, pred = hidden_and_predictions(model, x, loss=loss, batch_size=batch_size)
+    if not isinstance(y, torch.Tensor) or y.shape != (len(x),):
+        raise SoftlibError(f"y must be a tensor of shape ({len(x)},), got {tuple(getattr(y, 'shape', ()))}")
+    return pred == y.cpu().numpy()
 
 
 # ---------------------------------------------------------------------------- data and the grid
@@ -312,16 +389,21 @@ def run_grid(
     bandwidth: float | None = None,
     epochs: int | None = None,
     progress: bool = True,
-) -> pd.DataFrame:
+    return_examples: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, pd.DataFrame]:
     """003 section 4.4: train (or load) one ResNet per (lambda1, lambda2) with eq. (3) and score it.
 
     Each cell: ResNet-``profile.resnet_depth`` trained ``epochs`` epochs (default
     ``profile.resnet_grid_epochs``; 003 does not give them) on ``profile.grid_train_size``
-    training images (None: the profile's ``train_size``) by :func:`softlib.zoo.get_model` with loss ``"ls_lsq"``; PGD (``steps`` iterations, default ``min(10, profile.attack_steps)``, step
+    training images (None: the profile's ``train_size``) by :func:`softlib.zoo.get_model` with loss ``"ls_lsq"``
+    (the cell lambda1 = lambda2 = 0 with loss ``"ce"``, the same function); PGD (``steps`` iterations, default ``min(10, profile.attack_steps)``, step
     eps/steps; 003 "same parameters as in section 4.3") at ``eps`` on ``profile.n_test`` test
     images; KDE fitted on ``profile.n_fit`` training images with ``bandwidth`` (default the
     CE value of 003 section 4.2). Returns columns ``lambda1, lambda2, clean_acc, robust_acc,
     auc, n_legit, n_adv, test_acc`` (the zoo's full test-set accuracy) and ``cache_key``.
+    With ``return_examples=True`` also the per-example outcomes of every cell
+    (:func:`example_outcomes` rows of the PGD attack plus ``lambda1, lambda2, test_acc``), which
+    the chapter's bootstrap of the rank correlation resamples.
     """
     from . import zoo
 
@@ -335,24 +417,29 @@ def run_grid(
     epochs = int(profile.resnet_grid_epochs) if epochs is None else check_int("epochs", epochs, low=1)
     x, y = eval_subset(dataset, profile.n_test, train=False, seed=seed)
     fit_x, fit_y = eval_subset(dataset, profile.n_fit, train=True, seed=seed)
-    rows = []
+    rows, frames = [], []
     cells = [(a, b) for a in l1s for b in l2s]
     for l1, l2 in tqdm(cells, desc="grid", disable=not progress, leave=False):
+        # eq. 3 with lambda1 = lambda2 = 0 *is* CE (eq. 1): that cell is the CE model of section 4.1
+        # (the chapter's own CE ResNet when epochs and training set agree: one model fewer to train)
+        loss, params = ("ce", None) if l1 == 0 and l2 == 0 else ("ls_lsq", {"lambda1": l1, "lambda2": l2})
         model = zoo.get_model(
-            "resnet", dataset, profile, seed, loss="ls_lsq", loss_params={"lambda1": l1, "lambda2": l2},
+            "resnet", dataset, profile, seed, loss=loss, loss_params=params,
             depth=profile.resnet_depth, epochs=epochs, train_size=getattr(profile, "grid_train_size", None),
         )
-        res = evaluate_model(model, x, y, fit_x=fit_x, fit_y=fit_y, loss="ls_lsq", attacks=("pgd",),
-                             eps_list=(0.0, eps), bandwidth=bw, steps=steps, seed=seed,
-                             batch_size=profile.eval_batch, progress=False)
-        clean, adv = res.iloc[0], res.iloc[1]
+        ex = example_outcomes(model, x, y, fit_x=fit_x, fit_y=fit_y, loss=loss, attacks=("pgd",),
+                              eps_list=(eps,), bandwidth=bw, steps=steps, seed=seed,
+                              batch_size=profile.eval_batch, progress=False)
+        test_acc = float(getattr(model, "meta", {}).get("test_acc", float("nan")))
+        adv = rates(ex)
         rows.append({
-            "lambda1": l1, "lambda2": l2, "clean_acc": clean["accuracy"], "robust_acc": adv["accuracy"],
-            "auc": adv["auc"], "n_legit": int(adv["n_legit"]), "n_adv": int(adv["n_adv"]),
-            "test_acc": float(getattr(model, "meta", {}).get("test_acc", float("nan"))),
-            "cache_key": getattr(model, "cache_key", ""),
+            "lambda1": l1, "lambda2": l2, "clean_acc": float(ex["clean_correct"].mean()),
+            "robust_acc": adv["accuracy"], "auc": adv["auc"], "n_legit": adv["n_legit"], "n_adv": adv["n_adv"],
+            "test_acc": test_acc, "cache_key": getattr(model, "cache_key", ""),
         })
-    return pd.DataFrame(rows)
+        frames.append(ex.assign(lambda1=l1, lambda2=l2, test_acc=test_acc))
+    table = pd.DataFrame(rows)
+    return (table, pd.concat(frames, ignore_index=True)) if return_examples else table
 
 
 def grid_correlation(grid: pd.DataFrame) -> dict[str, float]:

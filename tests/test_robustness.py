@@ -195,6 +195,35 @@ def test_evaluate_model_curves(ce_model):
         rob.evaluate_model(ce_model, x, y, fit_x=fx, fit_y=fy, attacks=("cw",))
 
 
+def test_example_outcomes_are_the_rates_per_example(ce_model):
+    x, y = _toy_data(64, 4)
+    fx, fy = _toy_data(200, 5)
+    ex = rob.example_outcomes(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=("fgsm",),
+                              eps_list=(0.0, 0.4), progress=False)
+    assert len(ex) == 128 and ex["example"].tolist() == list(range(64)) * 2
+    big = ex[ex.eps == 0.4]
+    # positives: attacks that succeeded on correctly classified images; negatives: correct clean images
+    assert np.isfinite(big["adv_score"]).sum() == int((big.clean_correct & ~big.adv_correct).sum())
+    assert np.isfinite(big["legit_score"]).sum() == int(big.clean_correct.sum())
+    df = rob.evaluate_model(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=("fgsm",), eps_list=(0.0, 0.4),
+                            progress=False)
+    r = rob.rates(big)
+    assert df.iloc[1]["accuracy"] == r["accuracy"] and df.iloc[1]["n_adv"] == r["n_adv"]
+    ok = np.isfinite(big["legit_score"]), np.isfinite(big["adv_score"])
+    assert r["auc"] == pytest.approx(rob.detection_auc(big["legit_score"][ok[0]], big["adv_score"][ok[1]]))
+    assert rob.correct_examples(ce_model, x, y, loss="ce").tolist() == ex[ex.eps == 0].clean_correct.tolist()
+
+
+def test_fast_auc_matches_sklearn():
+    rng = np.random.default_rng(0)
+    legit = rng.normal(size=50)
+    adv = rng.normal(-1.0, size=40)
+    adv[:6] = legit[:6]  # ties across the two sides
+    assert rob.fast_auc(legit, adv) == pytest.approx(rob.detection_auc(legit, adv))
+    assert rob.fast_auc(np.r_[legit, np.nan], np.r_[np.nan, adv]) == pytest.approx(rob.detection_auc(legit, adv))
+    assert np.isnan(rob.fast_auc([], [1.0])) and np.isnan(rob.fast_auc([1.0], [np.nan]))
+
+
 def test_adversarial_outputs_cached(ce_model, tmp_cache):
     x, y = _toy_data(16, 6)
     ce_model.cache_key = "toy-ce"
@@ -251,6 +280,9 @@ def test_run_grid_smoke(monkeypatch):
     assert len(df) == 4
     assert set(zip(df.lambda1, df.lambda2)) == {(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)}
     assert df["cache_key"].nunique() == 4
+    # eq. 3 with lambda1 = lambda2 = 0 is CE: that cell is the CE model itself
+    ce = zoo.get_model("resnet", "mnist", prof, 0, loss="ce", depth=prof.resnet_depth, epochs=prof.resnet_grid_epochs)
+    assert df.set_index(["lambda1", "lambda2"]).loc[(0.0, 0.0), "cache_key"] == ce.cache_key
     assert df["robust_acc"].between(0, 1).all() and df["clean_acc"].between(0, 1).all()
     assert (df["robust_acc"] <= df["clean_acc"] + 1e-9).all()
     assert df["auc"].dropna().between(0, 1).all()
