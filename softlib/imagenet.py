@@ -37,7 +37,7 @@ import torch
 import torchvision
 from torch import nn
 
-from .runtime import get_device
+from .runtime import display_path, get_device
 from .validate import MissingDataError, SoftlibError, check_int
 
 #: 004 appendix B: the three models, in the paper's order (display name -> torchvision architecture).
@@ -94,10 +94,11 @@ def val_dir(root: Path | None = None) -> Path:
 def missing(archs: tuple[str, ...] = tuple(PAPER_MODELS.values()), *, weights_dir: Path | None = None,
             root: Path | None = None) -> list[str]:
     """What the ImageNet setting lacks, one line each (empty list = everything is there)."""
-    out = [f"weights {weights_path(a, weights_dir)}" for a in archs if not weights_path(a, weights_dir).is_file()]
+    out = [f"weights {display_path(weights_path(a, weights_dir))}" for a in archs
+           if not weights_path(a, weights_dir).is_file()]
     folder = val_dir(root)
     if not folder.is_dir() or not any(p.is_dir() for p in folder.iterdir()):
-        out.append(f"validation images in {folder} (one sub-folder per WordNet id, 1000 folders)")
+        out.append(f"validation images in {display_path(folder)} (one sub-folder per WordNet id, 1000 folders)")
     return out
 
 

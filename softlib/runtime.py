@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,3 +83,15 @@ def batched(n: int, batch_size: int):
     """Yield ``slice`` objects covering ``range(n)`` in chunks of ``batch_size``."""
     for start in range(0, n, batch_size):
         yield slice(start, min(start + batch_size, n))
+
+
+def display_path(path: str | Path) -> str:
+    """``path`` as a reader's page shows it: ``~/...`` under the home folder, else unchanged.
+
+    Pages must not carry the building machine's absolute paths (the browser test checks).
+    """
+    p, home = Path(path), Path.home()
+    try:
+        return str(Path("~") / p.relative_to(home))
+    except ValueError:
+        return str(p)

@@ -109,3 +109,15 @@ def test_cited_keys_exist():
              for k in group.split(",")}
     assert cited, "no citation found"
     assert not cited - bib, f"cited but not in references.bib: {sorted(cited - bib)}"
+
+
+def test_display_path_hides_the_home_folder(tmp_path):
+    from pathlib import Path
+
+    from softlib.imagenet import missing
+    from softlib.runtime import display_path
+
+    assert display_path(Path.home() / ".cache" / "x") == str(Path("~") / ".cache" / "x")
+    assert display_path("/opt/x") == "/opt/x"
+    lines = missing(weights_dir=Path.home() / "no-such-dir-softlib", root=tmp_path)
+    assert lines and all(str(Path.home()) + "/" not in line for line in lines[:-1]), lines
