@@ -335,7 +335,7 @@ def build_plan(profile: str, seeds: int = 1, chapters: tuple[str, ...] | list[st
 # ------------------------------------------------------------------ cost estimates and helpers
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _eval_subset_shas(dataset: str, n: int, seed: int) -> tuple[str, str, int]:
     """The hashes ``robustness.adversarial_outputs`` puts in its key for ``eval_subset(dataset, n, train=False)``."""
     from . import robustness as rob
@@ -347,7 +347,7 @@ def _eval_subset_shas(dataset: str, n: int, seed: int) -> tuple[str, str, int]:
 _ATTACK_GRADS = {"maxconf": 9, "deepfool": 10}  # MaxConfidence: one targeted run per wrong class; DeepFool: all classes
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fwd_flops(arch: str, options: str, in_ch: int, size: int, classes: int) -> float:
     """FLOPs of one forward pass on one image (torch's flop counter on the real architecture)."""
     import torch
