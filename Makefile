@@ -5,13 +5,14 @@ PYTHON  ?= python3
 VENV    ?= .venv
 PROFILE ?= quick
 NB      ?=
+WORKERS ?= 2
 BIN     := $(VENV)/bin
 SPEC    := $(shell cat pyproject.toml environment.yml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP   := $(VENV)/.softlib-installed-$(SPEC)
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro fuzz
+.PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro fuzz prebuild
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
 	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"
@@ -19,6 +20,8 @@ help:
 	@echo "make fuzz [FUZZ_EXAMPLES=2000]         the property-based fuzz of the API and notebook parameters, many cases"
 	@echo "make notebook NB=03 [PROFILE=...]      execute one chapter into book/chapters/"
 	@echo "make verify-repro [NB=\"01 02 03\"]       run chapters twice (1 vs 2 threads), diff the verdicts"
+	@echo "make prebuild [PROFILE=...] [WORKERS=2] [SCHEDULER=tcp://host:8786] [SHARE=fs|bytes]"
+	@echo "                                       build every model and set on Dask first (then make book only reads)"
 	@echo "make lab                               JupyterLab (the .py notebooks open as notebooks)"
 	@echo "make bench                             benchmarks against torchattacks / scipy / sklearn"
 	@echo "make sync                              re-pair notebooks/*.py -> *.ipynb (output-free)"
@@ -67,6 +70,12 @@ fuzz: data
 lab: env
 	$(BIN)/python -m pip install -q --disable-pip-version-check ".[lab]"
 	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+# The book's cache entries as a Dask task graph (softlib.plan / softlib.prebuild): a LocalCluster of
+# WORKERS processes, or a running cluster with SCHEDULER=tcp://host:8786 (README: "Running on a cluster").
+prebuild: data
+	$(BIN)/python -m softlib.prebuild --profile $(PROFILE) --workers $(WORKERS) \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(SHARE),--share $(SHARE)) $(if $(SEEDS),--seeds $(SEEDS))
 
 bench: data
 	$(BIN)/python -m softlib.notebooks bench

@@ -1,0 +1,93 @@
+"""The plan of the book's cache entries (softlib.plan): structure, keys, CLI, validation.
+
+That every planned key is the key the code really uses is checked where the entries are
+built: tests/test_prebuild.py (a prebuild fails when a task's planned entry did not appear,
+and the notebooks run on a prebuilt cache must build nothing).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from softlib import plan as P
+from softlib import zoo
+from softlib.validate import SoftlibError
+
+
+@pytest.fixture(scope="module")
+def smoke_plan() -> P.Plan:
+    return P.build_plan("smoke")
+
+
+def test_smoke_plan_is_a_dag_in_dependency_order(smoke_plan):
+    seen: set[str] = set()
+    for t in smoke_plan.tasks:
+        assert t.id not in seen, f"duplicate task {t.id}"
+        assert all(d in seen for d in t.deps), f"{t.id} comes before one of its deps {t.deps}"
+        seen.add(t.id)
+        assert t.kind in P.KINDS and t.chapters
+        if t.kind in ("robustness", "transfer"):
+            assert t.deps and all(d.startswith("model-") for d in t.deps)
+    counts = smoke_plan.counts()
+    prof = P.get_profile("smoke")
+    # 02-04: CNN, WRN, MLP; 05: CE / RCE / OVM, the LS model and the grid
+    assert counts["model"] == 3 + 4 + len(prof.grid) ** 2
+    assert counts["transfer"] == 1
+    # 05: 3 losses x 3 attacks x (eps > 0 of the curve), plus one PGD per grid cell
+    assert counts["robustness"] == 9 * sum(e > 0 for e in prof.eps_curve) + len(prof.grid) ** 2
+
+
+def test_entries_shared_by_chapters_are_planned_once(smoke_plan):
+    cnn = [t for t in smoke_plan.tasks if t.kind == "model" and t.call["arch"] == "cnn"]
+    assert len(cnn) == 1 and set(cnn[0].chapters) == {"02", "03", "04"}
+    # chapter 03's test sets are 02's figure sets when the profile sizes agree (smoke: 48 = 48)
+    shared = [t for t in smoke_plan.tasks if t.kind == "set" and set(t.chapters) == {"02", "03"}]
+    assert len(shared) == 10
+
+
+def test_planned_keys_are_the_keys_get_model_and_get_set_use(smoke_plan):
+    from softlib import sets
+
+    model_task = next(t for t in smoke_plan.tasks if t.kind == "model" and t.call["arch"] == "cnn")
+    model = zoo.get_model("cnn", "mnist", "smoke", 0)  # trains a smoke CNN (seconds) unless cached
+    assert model.cache_key == model_task.key
+    wanted = {("mnist", "test"), ("gaussian", "test"), ("fgsm", "test"), ("uniform", "train")}
+    tasks = [t for t in smoke_plan.tasks if t.kind == "set" and (t.call["name"], t.call["part"]) in wanted]
+    assert len(tasks) == len(wanted)
+    for t in tasks:
+        c = t.call
+        ls = sets.get_set(c["name"], model, profile="smoke", n=c["n"], part=c["part"], dataset=c["dataset"],
+                          seed=c["seed"])
+        assert ls.meta["cache_key"] == t.key, f"plan and softlib.sets disagree on the key of {t.label}"
+
+
+def test_seeds_multiply_the_per_seed_entries():
+    one, three = P.build_plan("smoke", 1, ["02"]), P.build_plan("smoke", 3, ["02"])
+    assert len(three.tasks) == 3 * len(one.tasks)
+    assert {t.call.get("seed") for t in three.tasks} == {0, 1, 2}
+
+
+def test_select_keeps_dependencies(smoke_plan):
+    sub = smoke_plan.select(kinds=("transfer",))
+    assert sub.counts() == {"model": 3, "transfer": 1}
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(SoftlibError, match="profile"):
+        P.build_plan("huge")
+    with pytest.raises(SoftlibError, match="seeds"):
+        P.build_plan("smoke", 0)
+    with pytest.raises(SoftlibError, match="chapter"):
+        P.build_plan("smoke", 1, ["07"])
+    assert P.main(["--profile", "huge"]) == 2
+
+
+def test_cli_prints_counts_cost_and_cache_status(capsys):
+    assert P.main(["--profile", "paper", "--seeds", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "seeds [0, 1, 2]" in out
+    plan = P.build_plan("paper", 3)
+    total = [line for line in out.splitlines() if line.startswith("total")][0].split()
+    assert int(total[1]) == len(plan.tasks)
+    hours = sum(P.estimate_seconds(plan).values()) / 3600
+    assert float(total[2]) == pytest.approx(hours, abs=0.01) and hours > 0
