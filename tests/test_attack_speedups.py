@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import torch
+from test_attacks import EPS, make_toy, toy_data
 
 from softlib.attacks import MaxConfidence, run_attack
-from test_attacks import EPS, make_toy, toy_data
 
 
 def test_batched_maxconfidence_matches_the_loop():
