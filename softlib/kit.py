@@ -131,13 +131,13 @@ def resolve(py: str, work: Path) -> list[str]:
     return sorted(pins, key=str.lower) + list(NO_DEPS)
 
 
-def _xz_tar(out: Path, members: list[tuple[str, Path]], *, dict_mb: int = 64) -> None:
+def _xz_tar(out: Path, members: list[tuple[str, Path]], *, dict_mb: int = 64, preset: int = 9) -> None:
     """A solid xz tar of the files ``(arcname, path)``; a file whose content came before is a hard link.
 
     The cp311 and cp312 wheels of a package share their Python files and vendored libraries:
     stored once. (xz preset 9 without "extreme": several times faster, ~1 % larger.)
     """
-    filters = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": dict_mb << 20}]
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": preset, "dict_size": dict_mb << 20}]
     first: dict[str, str] = {}
     with lzma.open(out, "wb", format=lzma.FORMAT_XZ, filters=filters) as fx, \
             tarfile.open(fileobj=fx, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -279,12 +279,14 @@ def install(kit: Path, dest: Path, *, force: bool = False) -> None:
     stamp = dest / f".installed-{_stamp(kit)}-py{py}"
     if stamp.exists() and not force:
         return
+    from importlib import metadata
+
     missing = []
-    for mod in ("torch", "torchvision", "numpy", "scipy", "sklearn"):
+    for dist in NODE_HAS:  # by metadata: importing torchvision needs pillow, which the kit brings
         try:
-            __import__(mod)
-        except ImportError:
-            missing.append(mod)
+            metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            missing.append(dist)
     if missing:
         raise KitError(f"this Python ({sys.executable}) lacks {', '.join(missing)}: the kit expects the node's "
                        f"{', '.join(NODE_HAS)} (e.g. a PyTorch module or container)")
