@@ -12,7 +12,7 @@ STAMP   := $(VENV)/.softlib-installed-$(SPEC)
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro fuzz prebuild
+.PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro fuzz prebuild wheelhouse test-kit
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
 	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"
@@ -24,6 +24,8 @@ help:
 	@echo "                                       build every model and set on Dask first (then make book only reads)"
 	@echo "make lab                               JupyterLab (the .py notebooks open as notebooks)"
 	@echo "make bench                             benchmarks against torchattacks / scipy / sklearn"
+	@echo "make wheelhouse                        the offline GPU-node kit in build/wheelhouse/ (see softlib/kit.py)"
+	@echo "make test-kit                          install that kit with the network off and run chapter 01 (smoke)"
 	@echo "make sync                              re-pair notebooks/*.py -> *.ipynb (output-free)"
 	@echo "make clean                             remove the built book and executed notebooks"
 
@@ -79,6 +81,15 @@ prebuild: data
 
 bench: data
 	$(BIN)/python -m softlib.notebooks bench
+
+# The offline GPU-node kit (wheels for CPython 3.11 + 3.12, data, source; <= 60 MB): on the node,
+# `python3 build/wheelhouse/kit.py run --dest DIR --out OUT --profile paper` (README "GPU node").
+wheelhouse: data
+	nice -n 10 $(BIN)/python -m softlib.kit build --out build/wheelhouse
+
+test-kit: data
+	@test -f build/wheelhouse/manifest.json || $(MAKE) wheelhouse
+	$(BIN)/python -m pytest -q -m slow tests/test_kit.py
 
 sync: env
 	$(BIN)/python -m softlib.notebooks sync

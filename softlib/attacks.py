@@ -43,6 +43,7 @@ from the label). Keeping only the successes is :mod:`softlib.sets`'s job.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -184,31 +185,63 @@ class MaxConfidence(Attack):
     """MaxConfidence (Goodfellow, Qin & Berthelot 2019; CleverHans ``MaxConfidence``).
 
     For every class ``t`` a targeted L-inf PGD toward ``t`` is run on the examples
-    whose label is not ``t`` (batched over examples; a loop over the classes). Per
-    example the result kept is the one with the highest probability of a wrong
-    class among results that are misclassified; if none is misclassified, the
-    one with the highest wrong-class probability (CleverHans keeps an arbitrary one).
-    Base attack: CleverHans ``ProjectedGradientDescent`` defaults (random start
-    uniform in the eps ball, ``steps`` signed-gradient steps of size ``alpha``).
+    whose label is not ``t``. Per example the result kept is the one with the highest
+    probability of a wrong class among results that are misclassified; if none is
+    misclassified, the one with the highest wrong-class probability (CleverHans keeps an
+    arbitrary one; ties go to the lowest class). Base attack: CleverHans
+    ``ProjectedGradientDescent`` defaults (random start uniform in the eps ball, ``steps``
+    signed-gradient steps of size ``alpha``).
+
+    ``batched=True`` (default) runs the C-1 targeted PGDs of a batch as one stacked batch
+    of at most ``max_rows`` rows (one forward/backward per step instead of C-1);
+    ``batched=False`` loops over the targets. Both draw the random starts in the same
+    order (target by target), so they give the same images up to float rounding.
     """
 
     def __init__(self, model: nn.Module, eps: float = 0.3, alpha: float = 0.05, steps: int = 10,
-                 random_start: bool = True) -> None:
+                 random_start: bool = True, batched: bool = True, max_rows: int = 4096) -> None:
         super().__init__("MaxConfidence", model)
         self.eps, self.alpha, self.steps, self.random_start = eps, alpha, steps, random_start
+        self.batched, self.max_rows = batched, max(1, int(max_rows))
         self.supported_mode = ["default"]
 
-    def _targeted_pgd(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        adv = x.clone()
-        if self.random_start:
-            adv = torch.clamp(adv + torch.empty_like(adv).uniform_(-self.eps, self.eps), 0, 1)
+    def _start(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.random_start:
+            return x.clone()
+        return torch.clamp(x + torch.empty_like(x).uniform_(-self.eps, self.eps), 0, 1)
+
+    def _targeted_pgd(self, x: torch.Tensor, target: torch.Tensor, start: torch.Tensor | None = None) -> torch.Tensor:
+        adv = self._start(x) if start is None else start
         for _ in range(self.steps):
             adv.requires_grad_(True)
-            loss = F.cross_entropy(self.get_logits(adv), target)
+            # sum, not mean: each row's gradient is its own (the sign is the same; no 1/M rounding)
+            loss = F.cross_entropy(self.get_logits(adv), target, reduction="sum")
             (grad,) = torch.autograd.grad(loss, adv)
             adv = adv.detach() - self.alpha * grad.sign()
             adv = torch.clamp(x + torch.clamp(adv - x, -self.eps, self.eps), 0, 1)
         return adv.detach()
+
+    def _runs(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int
+              ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(example index, target, adversarial)`` for every (example, wrong class), target-major."""
+        if not self.batched:
+            out = []
+            for t in range(num_classes):
+                idx = (labels != t).nonzero(as_tuple=True)[0]
+                if len(idx):
+                    tgt = torch.full_like(labels[idx], t)
+                    out.append((idx, tgt, self._targeted_pgd(images[idx], tgt)))
+            return out
+        idxs = [(labels != t).nonzero(as_tuple=True)[0] for t in range(num_classes)]
+        idx = torch.cat(idxs)
+        tgt = torch.cat([torch.full_like(i, t) for t, i in enumerate(idxs)])
+        # random starts drawn target by target, as the loop draws them
+        start = torch.cat([self._start(images[i]) for i in idxs])
+        out = []
+        for s in range(0, len(idx), self.max_rows):
+            sl = slice(s, s + self.max_rows)
+            out.append((idx[sl], tgt[sl], self._targeted_pgd(images[idx[sl]], tgt[sl], start[sl])))
+        return out
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Return the most confidently misclassified result per example."""
@@ -218,11 +251,7 @@ class MaxConfidence(Attack):
             num_classes = self.get_logits(images[:1]).shape[1]
         best = images.clone()
         best_score = torch.full((len(images),), -float("inf"), device=images.device)
-        for t in range(num_classes):
-            idx = (labels != t).nonzero(as_tuple=True)[0]
-            if len(idx) == 0:
-                continue
-            adv = self._targeted_pgd(images[idx], torch.full_like(labels[idx], t))
+        for idx, _, adv in self._runs(images, labels, num_classes):
             with torch.no_grad():
                 probs = F.softmax(self.get_logits(adv), dim=1)
             rows = torch.arange(len(idx), device=images.device)
@@ -230,10 +259,26 @@ class MaxConfidence(Attack):
             wrong[rows, labels[idx]] = -1.0
             eligible = probs.argmax(dim=1) != labels[idx]
             score = wrong.max(dim=1).values + eligible.float()  # misclassified results always win
-            better = score > best_score[idx]
-            best[idx[better]] = adv[better]
-            best_score[idx[better]] = score[better]
+            # rows come target by target: a strict > keeps the lowest target on ties, as the loop
+            for t_rows in _first_per_example(idx):
+                better = score[t_rows] > best_score[idx[t_rows]]
+                best[idx[t_rows][better]] = adv[t_rows][better]
+                best_score[idx[t_rows][better]] = score[t_rows][better]
         return best
+
+
+def _first_per_example(idx: torch.Tensor) -> list[torch.Tensor]:
+    """Split row positions into groups in which every example index occurs at most once (in order).
+
+    Rows are target-major, so each group is one target's rows; the update ``best[idx] = ...``
+    with repeated indices would otherwise keep an arbitrary one.
+    """
+    if len(idx) == 0:
+        return []
+    # a new group starts where the example index stops increasing (targets are concatenated)
+    starts = torch.nonzero(idx[1:] <= idx[:-1], as_tuple=True)[0] + 1
+    bounds = [0, *starts.tolist(), len(idx)]
+    return [torch.arange(a, b, device=idx.device) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 # ---------------------------------------------------------------------------- registry
@@ -331,12 +376,16 @@ def check_bound(x: torch.Tensor, x_adv: torch.Tensor, eps: float, *, name: str =
     """Raise :class:`AttackBoundError` unless ``|x_adv - x|_inf <= eps`` and ``x_adv`` in [0, 1]."""
     if x_adv.shape != x.shape:
         raise AttackBoundError(f"{name} returned shape {tuple(x_adv.shape)}, expected {tuple(x.shape)}")
-    if not bool(torch.isfinite(x_adv).all()):
+    if not x_adv.numel():
+        return
+    # one pass for the range (min/max propagate NaN, so a NaN or inf pixel shows up here too)
+    lo_t, hi_t = torch.aminmax(x_adv)
+    lo, hi = float(lo_t), float(hi_t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise AttackBoundError(f"{name} returned NaN or inf pixels")
-    lo, hi = float(x_adv.min()), float(x_adv.max())
     if lo < 0.0 or hi > 1.0:
         raise AttackBoundError(f"{name} left [0, 1]: pixel range [{lo:.6g}, {hi:.6g}]")
-    dist = float((x_adv - x).abs().amax()) if x.numel() else 0.0
+    dist = float((x_adv - x).abs().amax())
     if dist > eps + BOUND_TOL:
         raise AttackBoundError(f"{name} exceeded its L-inf budget: max |x_adv - x| = {dist:.6g} > eps = {eps:.6g}")
 
@@ -367,6 +416,10 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     device = _model_device(model)
     was_training = model.training
     model.eval()
+    # the attacks differentiate w.r.t. the input only: frozen weights spare autograd their bookkeeping
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
     outs, succ = [], []
     show = (len(x) > 4 * batch_size) if progress is None else progress
     devices = [device] if device.type == "cuda" else []
@@ -383,6 +436,8 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                 outs.append(adv.cpu())
                 succ.append((pred != yb).cpu())
     finally:
+        for p in frozen:
+            p.requires_grad_(True)
         model.train(was_training)
     if not outs:
         return x.clone(), torch.zeros(0, dtype=torch.bool)
