@@ -69,6 +69,8 @@ from softlib.plots import use_book_style
 
 check_notebook_parameters()  # refuses parameters this notebook does not declare
 use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
+
+# %% tags=["remove-input"]
 t_start = time.perf_counter()
 prof = get_profile(profile)
 check_choice("arch", arch, tuple(p000.ARCH_TO_MODEL))
@@ -152,6 +154,8 @@ acc_frame = pd.DataFrame(acc_rows)
 acc_frame["ours - 000"] = acc_frame["ours %"] - acc_frame["000 %"]
 display(acc_frame.style.format("{:.2f}", subset=["ours %", "000 %", "002 %", "ours - 000"], na_rep="").hide(axis="index"))
 
+
+# %% tags=["hide-input"]
 set_rows = []
 for s in names:
     ls = test_sets[s]

@@ -236,6 +236,8 @@ titles = [f"step {s}\npred {label(p)}, conf {conf_text(conf)}\nCA1 {a:.1f}, CA2 
           for s, p, conf, a, b in zip(desc1["step"], desc1["prediction"], desc1["confidence"], desc1["ca1"], desc1["ca2"])]
 transfer.plot_snapshots(imgs1, titles)
 plt.show()
+
+# %% tags=["hide-input"]
 fig1 = paper.figure_table(1)
 cmp1 = pd.DataFrame({
     "panel": fig1["panel"], "paper confidence": fig1["confidence"], "paper CA1": fig1["ca1"], "paper CA2": fig1["ca2"],

@@ -62,6 +62,8 @@ from softlib.plots import use_book_style
 
 check_notebook_parameters()  # refuses parameters this notebook does not declare
 use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
+
+# %% tags=["remove-input"]
 t_start = time.perf_counter()
 prof = get_profile(profile)
 seed = check_seed("seed", seed)
