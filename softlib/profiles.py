@@ -184,6 +184,8 @@ _FIELD_RULES: dict[str, tuple[Any, ...]] = {
     "transfer_images": ("int", 2, False), "transfer_iters": ("int", 1, False),
     "eval_batch": ("int", 1, False), "test_eval_size": ("int", 1, True), "resnet_batch": ("int", 1, True),
     "grid": ("floats", 0.0, None, 2), "eps_curve": ("floats", 0.0, 1.0, 1),
+    "cnn_train_size": ("int", _TRAIN_MIN, True), "cnn_cosine": ("bool",),
+    "n_boot": ("int", 10, False, 100_000), "seeds": ("int", 1, False, 100),
 }
 
 
@@ -194,10 +196,15 @@ def _check_field(field_name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise SoftlibError(f"{what} must be a string, got {value!r} ({type(value).__name__})")
         return value
+    if rule[0] == "bool":
+        if not isinstance(value, bool):
+            raise SoftlibError(f"{what} must be True or False, got {value!r} ({type(value).__name__})")
+        return value
     if rule[0] == "int":
         if value is None and rule[2]:
             return None
-        value = check_int(what + (" (or None)" if rule[2] else ""), value, low=rule[1])
+        value = check_int(what + (" (or None)" if rule[2] else ""), value, low=rule[1],
+                          high=rule[3] if len(rule) > 3 else None)
         if field_name == "wrn_depth" and (value - 4) % 6:
             raise SoftlibError(f"{what} must be 6n+4 (10, 16, 22, 28, ...), got {value}")
         if field_name == "resnet_depth" and (value - 2) % 6:
@@ -212,7 +219,7 @@ def _check_field(field_name: str, value: Any) -> Any:
     return values
 
 
-def get_profile(name: str, **overrides: Any) -> Profile:
+def get_profile(name: str, /, **overrides: Any) -> Profile:
     """Return the named profile, optionally with some fields replaced (each override is checked).
 
     >>> get_profile("quick").cnn_epochs

@@ -30,11 +30,11 @@ from .cache import Entry, cache_root, entry_lock, spec_key
 from .data import DATASETS, load_split, num_classes
 from .models import ARCHS, build_model
 from .models import CODE_VERSION as MODELS_VERSION
-from .profiles import Profile, get_profile
+from .profiles import PROFILES, Profile, get_profile
 from .runtime import get_device, seed_everything
 from .train import CODE_VERSION as TRAIN_VERSION
 from .train import Recipe, accuracy, recipe_for, train_model
-from .validate import CorruptEntryError, check_choice, check_int, check_seed
+from .validate import CorruptEntryError, SoftlibError, check_choice, check_int, check_seed
 
 _EPOCHS_FIELD = {"cnn": "cnn_epochs", "wrn": "wrn_epochs", "resnet": "resnet_epochs", "mlp": "mlp_epochs"}
 
@@ -57,6 +57,8 @@ def model_spec(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *
     from .losses import LOSSES
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
+    if not isinstance(prof, Profile):
+        raise SoftlibError(f"profile must be a profile name ({', '.join(PROFILES)}) or a Profile, got {profile!r}")
     check_choice("architecture", arch, ARCHS)
     check_choice("data set", dataset, DATASETS)
     check_choice("loss", loss, LOSSES)
