@@ -38,7 +38,8 @@ data: env
 	$(BIN)/python -m softlib.data fetch mnist fashion_mnist
 
 book: data
-	$(BIN)/python -m softlib.notebooks run --profile $(PROFILE) --out book/chapters
+	$(BIN)/python -m softlib.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB))
+	$(BIN)/python -m softlib.claimspage --out book/chapters/claims.md
 	$(BIN)/jupyter-book build book --quiet
 	@echo "The book: file://$(CURDIR)/book/_build/html/index.html"
 

@@ -361,9 +361,32 @@ display(Markdown(
 # networks: over-optimised adversarial examples whose confidence sits at 1.0 while their
 # logits, and their transferability, keep growing (004 figures 3 to 5).
 
+# %% [markdown]
+# ## The claims, decided
+#
+# The lemmas are statements about arithmetic, so their numbers are exact (no sampling, no
+# interval). The claims and their tests live in `softlib.claims01`.
+
 # %%
+from myst_nb import glue
+
+from softlib import claims, claims01
 from softlib.record import record
 
+fall_share = {("negligible" if "negligible" in k else "present"): float((m["change"][m["applies"]] < 0).mean())
+              for k, m in maps.items()}
+c10 = table[table.num_classes == num_classes]
+results01 = {"saturation": dict(zip(c10.dtype, c10.gap_measured)), "first_zero": first_zero,
+             "lemma22_fall_share": fall_share}
+claim_table = claims.evaluate(claims01.CLAIMS, results01)
+display(claims.display_table(claim_table).style.hide(axis="index"))
+glue("n_held_01", int((claim_table["verdict"] == "held").sum()), display=False)
+glue("n_claims_01", len(claim_table), display=False)
 record("01_softmax_lemmas", prof.name, {
     "saturation": table[["dtype", "num_classes", "gap_measured", "gap_predicted"]].to_dict("records"),
+    "claims": claims.for_record(claim_table),
 })
+
+# %% [markdown]
+# {glue:text}`n_held_01` of {glue:text}`n_claims_01` rows held: both lemmas hold under their own
+# assumptions; the third row reads Lemma 2.2 without its assumption, and shows where it stops.

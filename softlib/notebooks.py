@@ -78,21 +78,55 @@ def execute(path: Path, out: Path, parameters: dict[str, Any], *, cwd: Path | No
     return time.perf_counter() - t0
 
 
+def _previous_seconds(profile: str) -> dict[str, float]:
+    """Per-notebook seconds of the last recorded build of ``profile`` (for an ETA), if any."""
+    from .record import results_dir
+
+    try:
+        d = json.loads((results_dir() / f"timings-{profile}.json").read_text())
+        return {t["notebook"]: float(t["seconds"]) for t in d.get("notebooks", []) if t.get("ok")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _say(msg: str, log: Path | None) -> None:
+    line = f"{time.strftime('%H:%M:%S')} {msg}"
+    print(line, flush=True)
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(line + "\n")
+
+
 def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
             extra: dict[str, Any] | None = None) -> list[Timing]:
-    """Execute the chapters in order; stop at the first failure (re-raised after timings are written)."""
+    """Execute the chapters in order; stop at the first failure (re-raised after timings are written).
+
+    Progress goes to the terminal and to ``<out_dir>/run-<profile>.log`` (start and end of each
+    chapter, elapsed time, an ETA from the last recorded build of this profile). Each chapter
+    records its numbers when it ends, and models and sets are cached (training checkpoints every
+    epoch), so an interrupted run started again resumes where it stopped.
+    """
     check_choice("profile", profile, PROFILES)
+    paths = notebook_paths(only)
     write_status_pages(out_dir)
+    log = out_dir / f"run-{profile}.log"
+    previous = _previous_seconds(profile)
     timings: list[Timing] = []
     failure: Exception | None = None
-    for path in notebook_paths(only):
-        print(f"[{profile}] executing {path.name} ...", flush=True)
+    t_run = time.perf_counter()
+    for i, path in enumerate(paths):
+        left = [previous.get(p.stem) for p in paths[i:]]
+        eta = (f"; ETA {sum(left) / 60:.0f} min (last recorded {profile} build)" if all(v is not None for v in left)
+               else "; no ETA (no complete recorded timing for this profile yet)")
+        _say(f"[{profile}] {i + 1}/{len(paths)} executing {path.name} (elapsed {(time.perf_counter() - t_run) / 60:.1f} min"
+             f"{eta})", log)
         try:
             secs = execute(path, out_dir / path.name, {"profile": profile, **(extra or {})})
             timings.append(Timing(path.stem, secs, True))
-            print(f"[{profile}] {path.name}: {secs:.1f} s", flush=True)
+            _say(f"[{profile}] {path.name}: {secs:.1f} s", log)
         except NotebookFailed as exc:
             timings.append(Timing(path.stem, float("nan"), False))
+            _say(f"[{profile}] {path.name} FAILED: {exc}", log)
             failure = exc
             break
     _report(profile, timings)
@@ -162,18 +196,49 @@ def _report(profile: str, timings: list[Timing]) -> None:
     for t in timings:
         print(f"{t.notebook:40s} {t.seconds:9.1f}" + ("" if t.ok else "  FAILED"))
     print(f"{'total':40s} {total:9.1f}\n")
-    record = {"profile": profile, "commit": git_commit(), "device": device_label(), "platform": platform.platform(),
-              "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "total_s": total,
-              "notebooks": [t.__dict__ for t in timings]}
+    # a run of some chapters keeps the others' last timings (each entry says when and where it ran)
+    now, dev, commit = time.strftime("%Y-%m-%dT%H:%M:%S"), device_label(), git_commit()
+    rows = {t.notebook: {**t.__dict__, "when": now, "device": dev, "commit": commit} for t in timings}
+    try:
+        old = json.loads((results_dir() / f"timings-{profile}.json").read_text()).get("notebooks", [])
+        rows = {**{o["notebook"]: o for o in old if isinstance(o, dict) and "notebook" in o}, **rows}
+    except (OSError, ValueError, AttributeError):
+        pass
+    record = {"profile": profile, "commit": commit, "device": dev, "platform": platform.platform(),
+              "when": now, "total_s": sum(r["seconds"] for r in rows.values() if r.get("ok")),
+              "notebooks": sorted(rows.values(), key=lambda r: r["notebook"])}
     atomic_write_json(results_dir() / f"timings-{profile}.json", record)
 
 
 def sync() -> None:
-    """Re-pair every ``notebooks/NN_*.py`` into an output-free ``.ipynb`` with the python3 kernelspec."""
+    """Re-pair every ``notebooks/NN_*.py`` into an output-free ``.ipynb`` with the python3 kernelspec.
+
+    Cell ids are derived from each cell's content (not random), and a notebook is rewritten
+    only when it changes: regenerating an unchanged chapter leaves git (and merges) quiet.
+    """
+    import hashlib
+
+    import jupytext
+    import nbformat
+
     for py in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py")):
-        subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", "--set-kernel", "python3",
-                        "--quiet", str(py)], check=True)
-        print(f"paired {py.name} -> {py.with_suffix('.ipynb').name}")
+        nb = jupytext.read(py)
+        nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+        nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+        seen: set[str] = set()
+        for i, cell in enumerate(nb.cells):
+            digest = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()
+            cid = digest[:8] if digest[:8] not in seen else hashlib.sha1(f"{i}{digest}".encode()).hexdigest()[:8]
+            seen.add(cid)
+            cell["id"] = cid
+            if cell.cell_type == "code":
+                cell["outputs"], cell["execution_count"] = [], None
+        text = nbformat.writes(nbformat.v4.upgrade(nb) if nb.nbformat < 4 else nb)
+        target = py.with_suffix(".ipynb")
+        if target.exists() and target.read_text() == text + "\n" or target.exists() and target.read_text() == text:
+            continue
+        target.write_text(text + "\n")
+        print(f"paired {py.name} -> {target.name}")
 
 
 def bench() -> None:

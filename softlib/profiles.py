@@ -54,6 +54,11 @@ class Profile:
     grid_train_size: int | None = None  # training images of each chapter-05 grid model; None = train_size
     resnet_batch: int | None = None  # ResNet batch size; None = 003 table 1's 256
     shortcuts: str = ""
+    # --- issue 12: models that converge, and uncertainty on every number a verdict uses
+    cnn_train_size: int | None = None  # training images of the custom CNN; None = all 60,000
+    cnn_cosine: bool = False  # cosine learning-rate decay for the CNN (a quick-profile choice)
+    n_boot: int = 1000  # bootstrap resamples behind every interval a verdict uses
+    seeds: int = 1  # training seeds a chapter repeats where it reports a spread over seeds
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict view (for cache keys and the JSON sidecars)."""
@@ -90,12 +95,16 @@ PROFILES: dict[str, Profile] = {
         grid_train_size=256,
         resnet_batch=64,
         shortcuts="512 training images, 1 epoch, WRN-10-1, ResNet-8, 2x2 grid",
+        cnn_train_size=512,
+        n_boot=100,
     ),
     "quick": Profile(
         name="quick",
         description="a 2-core CPU laptop builds the whole book in minutes",
         train_size=12_000,
         cnn_epochs=3,
+        cnn_train_size=None,
+        cnn_cosine=True,
         wrn_depth=10,
         wrn_width=1,
         wrn_epochs=2,
@@ -118,7 +127,9 @@ PROFILES: dict[str, Profile] = {
         eval_batch=512,
         resnet_batch=64,
         shortcuts=(
-            "12,000 of the 60,000 MNIST training images, 3 CNN epochs instead of 30; "
+            "the CNN: all 60,000 MNIST training images for 3 epochs with a cosine learning-rate decay "
+            "instead of 30 constant-rate epochs (it converges: >= 99% test accuracy); the other models: "
+            "12,000 of the 60,000 training images; "
             "WRN-10-1 for 2 epochs instead of WRN-28-8; ResNet-8 with batch 64 (more steps for the "
             "same compute) instead of ResNet-32 with batch 256 (grid models: 2 epochs); "
             "500 images per evaluation set instead of 1000/2000, 2000 to fit detectors "
@@ -149,6 +160,7 @@ PROFILES: dict[str, Profile] = {
         transfer_images=2500,
         transfer_iters=500,
         eval_batch=1024,
+        seeds=3,
         shortcuts=(
             "none from the papers, except: WRN-28-8 trained 10 epochs on MNIST and the "
             "ResNet-32 grid models 10 epochs (the papers do not give these numbers)"

@@ -103,25 +103,37 @@ def mean_std_table(values_by_set: Mapping[str, np.ndarray],
     return pd.DataFrame(rows)
 
 
-def separability(legit: np.ndarray, other: np.ndarray, *, folds: int = 5, seed: int = 0) -> float:
-    """Cross-validated AUROC of a logistic regression telling ``legit`` rows from ``other`` rows.
+def separability_scores(legit: np.ndarray, other: np.ndarray, *, folds: int = 5,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+    """Out-of-fold scores of a logistic regression telling ``legit`` rows (label 1) from ``other`` rows (0).
 
-    A number for "these few statistics separate the two sets" (000 section 3.2 says it
-    qualitatively from figure 2): features are standardised inside each fold; 0.5 = no
-    separation, 1.0 = perfect. Returns NaN when a set has fewer than ``folds`` rows.
+    Features are standardised inside each fold. Returns ``(labels, scores)``, or None when a
+    set has fewer than ``folds`` rows. The AUROC of these scores is :func:`separability`; a
+    bootstrap over them gives its interval (the classifier is not refitted per resample).
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     a, b = check_features("legit", legit), check_features("other", other, dim=np.asarray(legit).shape[1])
     if len(a) < folds or len(b) < folds:
-        return float("nan")
+        return None
     x = np.concatenate([a, b])
     t = np.concatenate([np.ones(len(a), int), np.zeros(len(b), int)])
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    score = cross_val_predict(clf, x, t, cv=cv, method="decision_function")
-    return float(roc_auc_score(t, score))
+    return t, cross_val_predict(clf, x, t, cv=cv, method="decision_function")
+
+
+def separability(legit: np.ndarray, other: np.ndarray, *, folds: int = 5, seed: int = 0) -> float:
+    """Cross-validated AUROC of a logistic regression telling ``legit`` rows from ``other`` rows.
+
+    A number for "these few statistics separate the two sets" (000 section 3.2 says it
+    qualitatively from figure 2): 0.5 = no separation, 1.0 = perfect. Returns NaN when a set
+    has fewer than ``folds`` rows.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    out = separability_scores(legit, other, folds=folds, seed=seed)
+    return float("nan") if out is None else float(roc_auc_score(*out))

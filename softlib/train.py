@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -100,12 +101,62 @@ def _optimizer(model: nn.Module, r: Recipe) -> torch.optim.Optimizer:
                            weight_decay=r.weight_decay)
 
 
+def _rng_state(g: torch.Generator) -> dict[str, Any]:
+    state = {"data": g.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.stack(torch.cuda.get_rng_state_all())
+    return state
+
+
+def _set_rng_state(g: torch.Generator, state: dict[str, Any]) -> None:
+    g.set_state(state["data"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(list(state["cuda"]))
+
+
+def save_checkpoint(path: Path, *, epoch: int, model: nn.Module, opt: torch.optim.Optimizer,
+                    sched: Any, g: torch.Generator, history: dict[str, Any]) -> None:
+    """Atomically write everything a resumed run needs to continue bit for bit after ``epoch``."""
+    from .cache import atomic_write
+
+    state = {"epoch": epoch, "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "opt": opt.state_dict(), "sched": sched.state_dict() if sched is not None else None,
+             "rng": _rng_state(g), "loss": list(history["loss"])}
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """A checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs), or None.
+
+    An unreadable checkpoint is removed with a warning: training then starts from scratch.
+    """
+    import warnings
+
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not {"epoch", "model", "opt", "rng", "loss"} <= set(state):
+            raise ValueError("missing fields")
+        return state
+    except Exception as exc:  # a truncated or foreign file: never trust it
+        warnings.warn(f"checkpoint {path} is unreadable ({exc}); it is removed and training starts over", stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
+
+
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, recipe: Recipe,
                 seed: int, loss: str = "ce", loss_params: dict[str, Any] | None = None,
-                device: torch.device | None = None, desc: str = "training") -> dict[str, Any]:
+                device: torch.device | None = None, desc: str = "training",
+                checkpoint: Path | None = None) -> dict[str, Any]:
     """Train ``model`` in place on ``(x, y)``; returns a small history (loss per epoch, wall time).
 
-    Data order, augmentation and dropout are seeded by ``seed``.
+    Data order, augmentation and dropout are seeded by ``seed``. With ``checkpoint`` (a file
+    path) the model, optimiser, scheduler and every random state are saved atomically after each
+    epoch, and a run that finds the file resumes after its last epoch: an interrupted and resumed
+    run gives the same weights as an uninterrupted one (tested). The caller removes the file
+    once the result is safe.
     """
     from .losses import get_loss
 
@@ -120,9 +171,21 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: i
     g = generator(seed)
     torch.manual_seed(seed)
     history: dict[str, Any] = {"loss": []}
+    start = 0
+    state = load_checkpoint(checkpoint) if checkpoint is not None else None
+    if state is not None and state["epoch"] <= epochs:  # == epochs: trained, but not yet published
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        if sched is not None and state.get("sched") is not None:
+            sched.load_state_dict(state["sched"])
+        _set_rng_state(g, state["rng"])
+        history["loss"] = list(state["loss"])
+        start = int(state["epoch"])
+        model.train()
     t0 = time.perf_counter()
-    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, unit="batch", mininterval=2.0, leave=False)
-    for _ in range(epochs):
+    bar = tqdm(total=epochs * steps_per_epoch, initial=start * steps_per_epoch, desc=desc, unit="batch",
+               mininterval=2.0, leave=False)
+    for epoch in range(start, epochs):
         order = torch.randperm(len(x), generator=g)
         total, count = 0.0, 0
         for sl in batched(len(x), recipe.batch_size):
@@ -142,10 +205,26 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: i
             bar.update(1)
         history["loss"].append(total / max(count, 1))
         bar.set_postfix(loss=f"{history['loss'][-1]:.4f}")
+        if checkpoint is not None:  # after the last epoch too: a failed publish must not lose the training
+            save_checkpoint(checkpoint, epoch=epoch + 1, model=model, opt=opt, sched=sched, g=g, history=history)
+            _test_stop_hook(epoch + 1)
     bar.close()
     model.eval()
     history["wall_s"] = time.perf_counter() - t0
     return history
+
+
+def _test_stop_hook(epoch: int) -> None:
+    """Tests only: ``SOFTLIB_TEST_STOP_AFTER_EPOCH=k`` interrupts training right after epoch k's checkpoint.
+
+    A deterministic interruption point (no timing race): the process raises KeyboardInterrupt,
+    exactly what a Ctrl-C between two epochs would do.
+    """
+    import os
+
+    stop = os.environ.get("SOFTLIB_TEST_STOP_AFTER_EPOCH")
+    if stop is not None and stop.strip().isdigit() and int(stop) == epoch:
+        raise KeyboardInterrupt(f"SOFTLIB_TEST_STOP_AFTER_EPOCH={stop}")
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "ce",

@@ -19,13 +19,14 @@ import platform
 import time
 import warnings
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .cache import Entry, entry_lock, spec_key
+from .cache import Entry, cache_root, entry_lock, spec_key
 from .data import DATASETS, load_split, num_classes
 from .models import ARCHS, build_model
 from .models import CODE_VERSION as MODELS_VERSION
@@ -61,7 +62,8 @@ def model_spec(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *
     check_choice("loss", loss, LOSSES)
     check_int("seed", seed, low=0)
     epochs = check_int("epochs", epochs if epochs is not None else getattr(prof, _EPOCHS_FIELD[arch]), low=1)
-    n_train = train_size if train_size is not None else prof.train_size
+    default_n = prof.cnn_train_size if arch == "cnn" else prof.train_size
+    n_train = train_size if train_size is not None else default_n
     if n_train is not None:
         check_int("train_size", n_train, low=10)
     in_ch, size = (3, 32) if dataset == "cifar10" else (1, 28)
@@ -79,6 +81,8 @@ def _recipe(arch: str, dataset: str, prof: Profile) -> dict[str, Any]:
     recipe = asdict(recipe_for(arch, dataset))
     if arch == "resnet" and prof.resnet_batch:
         recipe["batch_size"] = prof.resnet_batch  # a quick-profile shortcut, named in profiles.py
+    if arch == "cnn" and prof.cnn_cosine:
+        recipe["cosine"] = True  # quick profile: decay to converge in 3 epochs (000 trains 30 at a constant rate)
     return recipe
 
 
@@ -126,7 +130,7 @@ def get_model(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *,
         with entry_lock("models", key):
             meta = entry.read_valid()  # another process may have trained it meanwhile
             if meta is None:
-                meta = _train_and_publish(spec, entry, dev, prof.test_eval_size)
+                meta = _train_and_publish(spec, entry, dev, prof.test_eval_size, key)
     model = _build(spec)
     try:
         state = load_file(str(entry.payload))
@@ -140,8 +144,13 @@ def get_model(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *,
     return model
 
 
+def checkpoint_path(key: str) -> Path:
+    """Where the per-epoch training checkpoint of model ``key`` lives while it trains."""
+    return cache_root() / "checkpoints" / f"{key}.pt"
+
+
 def _train_and_publish(spec: dict[str, Any], entry: Entry, dev: torch.device,
-                       eval_size: int | None) -> dict[str, Any]:
+                       eval_size: int | None, key: str) -> dict[str, Any]:
     seed_everything(spec["seed"])
     model = _build(spec).to(dev)
     x, y = _training_subset(spec["dataset"], spec["train_size"], spec["seed"])
@@ -149,7 +158,7 @@ def _train_and_publish(spec: dict[str, Any], entry: Entry, dev: torch.device,
     t0 = time.perf_counter()
     history = train_model(model, x, y, epochs=spec["epochs"], recipe=Recipe(**spec["recipe"]),
                           seed=spec["seed"], loss=spec["loss"], loss_params=spec["loss_params"], device=dev,
-                          desc=desc)
+                          desc=desc, checkpoint=checkpoint_path(key))
     xt, yt = load_split(spec["dataset"], train=False)
     n_eval = eval_size if eval_size is not None else len(xt)
     acc = accuracy(model, xt[:n_eval], yt[:n_eval], loss=spec["loss"])
@@ -159,7 +168,9 @@ def _train_and_publish(spec: dict[str, Any], entry: Entry, dev: torch.device,
             "versions": _versions(), "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "trained_by_pid": os.getpid()}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return entry.publish(lambda tmp: save_file(state, str(tmp)), meta)
+    published = entry.publish(lambda tmp: save_file(state, str(tmp)), meta)
+    checkpoint_path(key).unlink(missing_ok=True)  # the entry is safe now
+    return published
 
 
 def cached_meta(arch: str, dataset: str, profile: Profile | str, seed: int = 0, **kw: Any) -> dict[str, Any] | None:

@@ -1,0 +1,311 @@
+"""Claims of the papers as data, and the rules that turn our numbers into verdicts.
+
+A :class:`Claim` quotes one sentence of a paper (file, section), states the criterion
+that tests it and where that criterion comes from (the paper's own words or numbers; where
+the paper gives none, its own comparison such as "A above B", never a margin of ours), and
+holds a function from the chapter's result tables to an :class:`Outcome`.
+
+Verdicts have four values (:data:`VERDICTS`):
+
+- ``held``: the whole 95% interval of the deciding number lies on the claim's side;
+- ``not held``: the whole interval lies on the other side;
+- ``undetermined``: the interval straddles the criterion, or it is an exact tie;
+- ``not testable here``: the data or setting is not available (e.g. CIFAR-10 rows).
+
+Intervals come from :func:`bootstrap` (percentile bootstrap over test examples, 1000
+resamples by default) and :func:`paired_bootstrap_diff` (both sides scored on the *same*
+resampled examples, so their shared noise cancels), or from several training seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .validate import SoftlibError, check_int
+
+HELD, NOT_HELD, UNDETERMINED, NOT_TESTABLE = "held", "not held", "undetermined", "not testable here"
+VERDICTS: tuple[str, ...] = (HELD, NOT_HELD, UNDETERMINED, NOT_TESTABLE)
+#: the largest bootstrap a caller may ask for (a bound on time and memory)
+MAX_BOOT = 100_000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A number with its 95% interval ``[low, high]`` and how the interval was made."""
+
+    value: float
+    low: float
+    high: float
+    n: int | None = None
+    method: str = "bootstrap"
+
+    def __post_init__(self) -> None:
+        for name in ("value", "low", "high"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float, np.floating, np.integer)) or isinstance(v, bool):
+                raise SoftlibError(f"Estimate.{name} must be a real number, got {v!r}")
+        if np.isfinite(self.low) and np.isfinite(self.high) and self.low > self.high:
+            raise SoftlibError(f"Estimate interval is reversed: low={self.low} > high={self.high}")
+
+    @property
+    def finite(self) -> bool:
+        """True when value and both ends are finite numbers."""
+        return bool(np.isfinite([self.value, self.low, self.high]).all())
+
+    def fmt(self, digits: int = 1, scale: float = 1.0) -> str:
+        """``"93.2 [91.0, 95.1]"`` (values times ``scale``)."""
+        if not np.isfinite(self.value):
+            return "n/a"
+        v, lo, hi = (self.value * scale, self.low * scale, self.high * scale)
+        return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able view (for :func:`softlib.record.record`)."""
+        return {"value": float(self.value), "low": float(self.low), "high": float(self.high),
+                "n": self.n, "method": self.method}
+
+    @classmethod
+    def exact(cls, value: float, method: str = "exact") -> Estimate:
+        """A number without sampling noise (e.g. a count over the whole population)."""
+        return cls(float(value), float(value), float(value), method=method)
+
+
+def _check_boot(n_boot: int, seed: int) -> None:
+    check_int("n_boot", n_boot, low=10, high=MAX_BOOT)
+    check_int("seed", seed, low=0, high=2**32 - 1)
+
+
+def _as_arrays(what: str, arrays: Sequence[Any]) -> list[np.ndarray]:
+    if not arrays:
+        raise SoftlibError(f"{what}: give at least one array")
+    out = [np.asarray(a) for a in arrays]
+    n = len(out[0]) if out[0].ndim else 0
+    if n < 2:
+        raise SoftlibError(f"{what}: need at least 2 rows to resample, got {n}")
+    for i, a in enumerate(out):
+        if a.ndim == 0 or len(a) != n:
+            raise SoftlibError(f"{what}: array {i} has {len(a) if a.ndim else 0} rows, array 0 has {n}")
+        if np.iscomplexobj(a):
+            raise SoftlibError(f"{what}: array {i} is complex; real values only")
+    return out
+
+
+def _indices(n: int, n_boot: int, seed: int, stratify: np.ndarray | None) -> np.ndarray:
+    """``(n_boot, n)`` resampled row indices, within each stratum when ``stratify`` is given."""
+    rng = np.random.default_rng(seed)
+    if stratify is None:
+        return rng.integers(0, n, size=(n_boot, n))
+    s = np.asarray(stratify)
+    if s.shape != (n,):
+        raise SoftlibError(f"stratify must have one label per row ({n}), got shape {s.shape}")
+    idx = np.empty((n_boot, n), dtype=np.int64)
+    col = 0
+    for g in np.unique(s):
+        members = np.flatnonzero(s == g)
+        idx[:, col:col + len(members)] = members[rng.integers(0, len(members), size=(n_boot, len(members)))]
+        col += len(members)
+    return idx
+
+
+def _interval(point: float, stats: np.ndarray, n: int, method: str) -> Estimate:
+    stats = stats[np.isfinite(stats)]
+    if not np.isfinite(point) or stats.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), n=n, method=method)
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    # the point estimate lies inside its interval even for skewed, saturated statistics
+    return Estimate(float(point), float(min(lo, point)), float(max(hi, point)), n=n, method=method)
+
+
+def bootstrap(stat_fn: Callable[..., float], *arrays: Any, n_boot: int = 1000, seed: int = 0,
+              stratify: Any = None) -> Estimate:
+    """Percentile-bootstrap 95% interval of ``stat_fn(*arrays)`` over the rows of ``arrays``.
+
+    All arrays are resampled jointly (the same rows). With ``stratify`` (one label per row,
+    e.g. the legit-vs-other label of an AUROC) rows are resampled within each label group, so
+    every resample keeps both classes and their sizes.
+    """
+    _check_boot(n_boot, seed)
+    arrs = _as_arrays("bootstrap", arrays)
+    n = len(arrs[0])
+    point = float(stat_fn(*arrs))
+    idx = _indices(n, n_boot, seed, None if stratify is None else np.asarray(stratify))
+    stats = np.array([float(stat_fn(*(a[i] for a in arrs))) for i in idx])
+    return _interval(point, stats, n, f"bootstrap ({n_boot}, 95%)")
+
+
+def paired_bootstrap_diff(stat_fn: Callable[..., float], a_arrays: Sequence[Any], b_arrays: Sequence[Any], *,
+                          n_boot: int = 1000, seed: int = 0, stratify: Any = None) -> Estimate:
+    """Interval of ``stat_fn(*a) - stat_fn(*b)`` where ``a`` and ``b`` score the same examples.
+
+    Each resample draws one set of row indices and applies it to both sides (a paired
+    bootstrap): two detectors compared on the same test set share that set's luck.
+    """
+    _check_boot(n_boot, seed)
+    a, b = _as_arrays("paired_bootstrap_diff (a)", a_arrays), _as_arrays("paired_bootstrap_diff (b)", b_arrays)
+    n = len(a[0])
+    if len(b[0]) != n:
+        raise SoftlibError(f"paired_bootstrap_diff: a has {n} rows, b has {len(b[0])}; pairs need the same rows")
+    point = float(stat_fn(*a)) - float(stat_fn(*b))
+    idx = _indices(n, n_boot, seed, None if stratify is None else np.asarray(stratify))
+    stats = np.array([float(stat_fn(*(x[i] for x in a))) - float(stat_fn(*(x[i] for x in b))) for i in idx])
+    return _interval(point, stats, n, f"paired bootstrap ({n_boot}, 95%)")
+
+
+def two_sample_diff(a: Any, b: Any, *, stat: Callable[[np.ndarray], np.ndarray] | None = None, n_boot: int = 1000,
+                    seed: int = 0) -> Estimate:
+    """Interval of ``stat(a) - stat(b)`` for two independent samples (each resampled on its own).
+
+    ``stat`` maps a ``(B, n)`` array to ``B`` values along axis 1 (default: the mean).
+    """
+    _check_boot(n_boot, seed)
+    x, y = (np.asarray(v, dtype=np.float64).ravel() for v in (a, b))
+    if x.size < 2 or y.size < 2 or not (np.isfinite(x).all() and np.isfinite(y).all()):
+        raise SoftlibError(f"two_sample_diff needs >= 2 finite values per sample, got {x.size} and {y.size}")
+    f = stat or (lambda m: m.mean(axis=1))
+    rng = np.random.default_rng(seed)
+    point = float(f(x[None])[0] - f(y[None])[0])
+    reps = f(x[rng.integers(0, x.size, (n_boot, x.size))]) - f(y[rng.integers(0, y.size, (n_boot, y.size))])
+    return _interval(point, np.asarray(reps, dtype=np.float64), x.size + y.size, f"bootstrap ({n_boot}, 95%)")
+
+
+def seed_interval(values: Sequence[float]) -> Estimate:
+    """Mean over training seeds with a t-based 95% interval (one value: a zero-width interval)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0 or not np.isfinite(v).all():
+        raise SoftlibError(f"seed_interval needs finite values, got {list(v)}")
+    if v.size == 1:
+        return Estimate(float(v[0]), float(v[0]), float(v[0]), n=1, method="1 seed")
+    half = stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+    return Estimate(float(v.mean()), float(v.mean() - half), float(v.mean() + half), n=int(v.size),
+                    method=f"{v.size} seeds (t, 95%)")
+
+
+def greater_than(diff: Estimate, threshold: float = 0.0) -> str:
+    """Verdict for "the number is above ``threshold``": held / not held / undetermined."""
+    if not diff.finite:
+        return UNDETERMINED
+    if diff.low > threshold:
+        return HELD
+    if diff.high < threshold:
+        return NOT_HELD
+    return UNDETERMINED
+
+
+def less_than(diff: Estimate, threshold: float = 0.0) -> str:
+    """Verdict for "the number is below ``threshold``"."""
+    if not diff.finite:
+        return UNDETERMINED
+    if diff.high < threshold:
+        return HELD
+    if diff.low > threshold:
+        return NOT_HELD
+    return UNDETERMINED
+
+
+def at_least(est: Estimate, threshold: float) -> str:
+    """Verdict for "the number is at least ``threshold``" (a number the paper states).
+
+    Held when the whole interval is at or above it, not held when the whole interval is
+    below it; undetermined otherwise.
+    """
+    if not est.finite:
+        return UNDETERMINED
+    if est.low >= threshold:
+        return HELD
+    if est.high < threshold:
+        return NOT_HELD
+    return UNDETERMINED
+
+
+def all_of(verdicts: Sequence[str]) -> str:
+    """A conjunction: held if all held, not held if any is not held, else undetermined."""
+    vs = list(verdicts)
+    if not vs:
+        raise SoftlibError("all_of needs at least one verdict")
+    bad = [v for v in vs if v not in VERDICTS]
+    if bad:
+        raise SoftlibError(f"unknown verdict(s) {bad}; allowed: {list(VERDICTS)}")
+    if any(v == NOT_HELD for v in vs):
+        return NOT_HELD
+    if any(v == NOT_TESTABLE for v in vs):
+        return NOT_TESTABLE
+    if all(v == HELD for v in vs):
+        return HELD
+    return UNDETERMINED
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A verdict, the numbers (with intervals) that decided it, and a one-line why."""
+
+    verdict: str
+    numbers: dict[str, Estimate] = field(default_factory=dict)
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        if self.verdict not in VERDICTS:
+            raise SoftlibError(f"verdict {self.verdict!r} is not one of {list(VERDICTS)}")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One sentence of a paper, the criterion that tests it, and the test."""
+
+    id: str
+    chapter: str
+    paper: str  # the file id in shared/papers, e.g. "000"
+    section: str  # e.g. "section 4.5" or "table 3"
+    quote: str  # the paper's words
+    criterion: str  # the test in words
+    source: str  # where the criterion comes from (the paper's words or numbers)
+    test: Callable[[Mapping[str, Any]], Outcome]
+
+    def evaluate(self, results: Mapping[str, Any]) -> Outcome:
+        """Run the test; a missing table or key makes the claim "not testable here"."""
+        try:
+            out = self.test(results)
+        except KeyError as exc:
+            return Outcome(NOT_TESTABLE, {}, f"not in this run: {exc.args[0]!r}")
+        if not isinstance(out, Outcome):
+            raise SoftlibError(f"claim {self.id}: its test returned {type(out).__name__}, not an Outcome")
+        return out
+
+
+def evaluate(claims: Sequence[Claim], results: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per claim: paper, section, claim, criterion, numbers, verdict, why."""
+    rows = []
+    for c in claims:
+        out = c.evaluate(results)
+        rows.append({"id": c.id, "chapter": c.chapter, "paper": c.paper, "section": c.section, "claim": c.quote,
+                     "criterion": c.criterion, "source": c.source,
+                     "numbers": "; ".join(f"{k} {v.fmt(_digits(v))}" for k, v in out.numbers.items()),
+                     "verdict": out.verdict, "why": out.why,
+                     "_numbers": {k: v.as_dict() for k, v in out.numbers.items()}})
+    return pd.DataFrame(rows)
+
+
+def _digits(e: Estimate) -> int:
+    span = max(abs(e.value), abs(e.low), abs(e.high)) if e.finite else 1.0
+    return 3 if span < 1 else 2 if span < 10 else 1
+
+
+def for_record(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The claims table as JSON-able rows for :func:`softlib.record.record` (interval and criterion kept)."""
+    need = {"id", "verdict", "criterion", "_numbers"}
+    if not need <= set(table.columns):
+        raise SoftlibError(f"for_record needs a table from claims.evaluate (columns {sorted(need)})")
+    return [{"id": r["id"], "paper": r["paper"], "section": r["section"], "claim": r["claim"],
+             "criterion": r["criterion"], "source": r["source"], "verdict": r["verdict"], "why": r["why"],
+             "numbers": r["_numbers"]} for _, r in table.iterrows()]
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The reader's view of :func:`evaluate`'s table (no internal columns)."""
+    return table[["paper", "section", "claim", "criterion", "numbers", "verdict", "why"]]

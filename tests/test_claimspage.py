@@ -1,0 +1,51 @@
+"""The Claims page: one table from the recorded runs, with the paper-settings column."""
+
+import json
+
+import pytest
+
+from softlib import claims, claimspage
+from softlib.claims03 import CLAIMS
+from softlib.validate import SoftlibError
+
+
+def _write(root, profile, chapter, rows):
+    (root / profile).mkdir(parents=True, exist_ok=True)
+    (root / profile / f"{chapter}.json").write_text(json.dumps(
+        {"chapter": chapter, "profile": profile, "commit": "abc1234", "device": "cpu (2 cores)", "when": "2026-11-25",
+         "numbers": {"claims": rows}}))
+
+
+def _rows(verdict):
+    c = CLAIMS[0]
+    return [{"id": c.id, "paper": c.paper, "section": c.section, "claim": c.quote, "criterion": c.criterion,
+             "source": c.source, "verdict": verdict, "why": "a | pipe",
+             "numbers": {"diff": claims.Estimate(1.5, 0.5, 2.5).as_dict()}}]
+
+
+def test_page_lists_quick_and_paper_verdicts(tmp_path):
+    _write(tmp_path, "quick", "03_detectors", _rows("held"))
+    _write(tmp_path, "paper", "03_detectors", _rows("undetermined"))
+    text = claimspage.page(tmp_path)
+    row = next(line for line in text.splitlines() if CLAIMS[0].quote[:30] in line)
+    assert "| held |" in row and "*undetermined*" in row and "1.50 [0.50, 2.50]" in row
+    assert "a \\| pipe" in row  # table cells are escaped
+    assert "{cite:p}`softmax_hinders_2020`" in row
+    assert "Quick run in total: 1 held" in text
+
+
+def test_page_says_when_no_paper_run_exists(tmp_path):
+    _write(tmp_path, "quick", "03_detectors", _rows("not held"))
+    text = claimspage.page(tmp_path)
+    assert "no run recorded yet" in text and "**not held**" in text
+
+
+def test_page_with_nothing_recorded(tmp_path):
+    assert "No recorded run holds claims yet" in claimspage.page(tmp_path)
+
+
+def test_corrupt_record_names_the_file(tmp_path):
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "03_detectors.json").write_text("{not json")
+    with pytest.raises(SoftlibError, match="03_detectors.json"):
+        claimspage.page(tmp_path)
