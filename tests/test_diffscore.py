@@ -60,7 +60,11 @@ def test_scorer_matches_score_samples(name, feat, opts):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, float(np.abs(want).max())))
 
 
-@pytest.mark.parametrize("name,feat,opts", [c for c in CASES if c[0] not in ("ts",)], ids=lambda v: str(v) if not isinstance(v, dict) else "")
+# not Mahalanobis on softmax: its pseudo-inverse covariance has huge eigenvalues on the near-singular
+# softmax directions and the detector's expansion of the distance cancels, so finite differences are
+# rounding noise (its values still match score_samples above)
+@pytest.mark.parametrize("name,feat,opts", [c for c in CASES if c[0] != "ts" and c[:2] != ("mahalanobis", "softmax")],
+                         ids=lambda v: str(v) if not isinstance(v, dict) else "")
 def test_scorer_gradient_matches_finite_differences(name, feat, opts):
     """torch.autograd.gradcheck in float64 (the NN path runs in float32: a looser check)."""
     x, y = _data()
