@@ -75,7 +75,7 @@ def sizes(prof: Profile) -> Sizes:
         return Sizes(prof.n_test, int(2.5 * prof.attack_steps), 5, 5,
                      tuple(int(prof.attack_steps * f) for f in (0.25, 0.5, 1, 2.5)), prof.n_boot)
     if prof.name == "quick":
-        return Sizes(prof.n_test // 8, 2 * prof.attack_steps, 1, 1, (5, 10, 2 * prof.attack_steps), prof.n_boot)
+        return Sizes(prof.n_test // 10, 2 * prof.attack_steps, 1, 1, (5, 10, 2 * prof.attack_steps), prof.n_boot)
     return Sizes(min(prof.n_test, 12), prof.attack_steps, 1, 1, (1, prof.attack_steps), prof.n_boot)
 
 

@@ -169,3 +169,32 @@ def test_hidden_feature_path(setup):
     check_bound(x[:16], adv, 0.3)
     _, h = features_of(model, adv, "hidden")
     assert h.shape == (16, 64) and atk.last_lambda.shape == (16,)
+
+
+# ----------------------------------------------------------------------------- chapter 06 at the smoke profile
+def test_chapter06_smoke(tmp_path):
+    """The chapter's runner end to end at the smoke profile (the test session's private cache)."""
+    from softlib import chapter06 as C6
+    from softlib import claims, zoo
+    from softlib.profiles import get_profile
+
+    prof = get_profile("smoke")
+    combos = C6.parse_combos(["kde/logits", "kde/softmax", "sb/softmax"])
+    model = zoo.get_model("cnn", "mnist", prof, 0)
+    ctx = C6.load_context(model, prof, combos)
+    assert len(ctx.x) == C6.sizes(prof).n_attack and bool((model(ctx.x).argmax(1) == ctx.y).all())
+    check = C6.check_lambda0(ctx, combos)  # lambda = 0 rebuilds chapter 03's BIM set
+    assert check.attrs["max_pixel_diff"] <= 1e-6 and (check["abs diff"] <= 1e-9).all()
+    frame, raw = C6.run_grid(ctx, combos, [0.3])
+    assert set(frame["attack"]) == set(C6.ATTACKS) and len(frame) == len(combos) * len(C6.ATTACKS)
+    for _, r in frame.iterrows():
+        out = raw[(0.3, r["attack"], (r["detector"], r["feature"]))]
+        assert r["robust_acc"] == pytest.approx(100 * (1 - (out["mis"] & out["accepted"]).mean()))
+        assert 0 <= r["robust_acc"] <= 100 and r["robust_acc"] >= 100 - r["success"] - 1e-9
+    reps = C6.auroc_replicates(ctx, raw, combos, [0.3], n_boot=20)
+    table = claims.evaluate(C6.claims(combos), {"auroc": reps, "eps": 0.3})
+    assert list(table["id"]) == ["06-logits-kde"] and set(table["verdict"]) <= set(claims.VERDICTS)
+    curve = C6.steps_curve(ctx, combos[:1], 0.3, [1, 2])
+    assert set(curve["combo"]) == {"undefended", "KDE / logits"} and isinstance(curve.attrs["monotone"], bool)
+    with pytest.raises(SoftlibError, match="detector/feature"):
+        C6.parse_combos(["kde/probs"])
