@@ -33,6 +33,8 @@ CASES = [
     ("05_detection_vs_robustness", {"profile": "fast"}, "unknown profile 'fast'"),
     ("05_detection_vs_robustness", {"dataset": "svhn"}, "'svhn'"),
     ("05_detection_vs_robustness", {"grid_eps": 2.0}, "2.0"),
+    ("06_adaptive_attacks", {"detectors": ["kde/probs"]}, "'kde/probs'"),
+    ("06_adaptive_attacks", {"eps_list": [2.0]}, "2.0"),
 ]
 
 
