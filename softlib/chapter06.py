@@ -248,7 +248,7 @@ def run_grid(ctx: Context, combos: Sequence[tuple[str, str]], eps_list: Sequence
     for eps in eps_list:
         shared = {"bim": bim(ctx, eps), "pgd0": adaptive(ctx, None, eps, search_steps=0)[0],
                   "match": logit_matching(ctx, eps)}
-        raw[(eps, "images")] = shared
+        raw[(eps, "images")] = dict(shared)  # a copy: the adaptive images go there, not into `shared`
         raw[(eps, "undefended")] = summarize(ctx, None, outcomes(ctx, None, shared["pgd0"]))
         for combo in combos:
             x_ad, lam = adaptive(ctx, combo, eps, seed=1)

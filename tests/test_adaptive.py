@@ -182,7 +182,8 @@ def test_chapter06_smoke(tmp_path):
     combos = C6.parse_combos(["kde/logits", "kde/softmax", "sb/softmax"])
     model = zoo.get_model("cnn", "mnist", prof, 0)
     ctx = C6.load_context(model, prof, combos)
-    assert len(ctx.x) == C6.sizes(prof).n_attack and bool((model(ctx.x).argmax(1) == ctx.y).all())
+    # at most n_attack source images, all correctly classified (the 1-epoch smoke model gets few right)
+    assert 0 < len(ctx.x) <= C6.sizes(prof).n_attack and bool((model(ctx.x).argmax(1) == ctx.y).all())
     check = C6.check_lambda0(ctx, combos)  # lambda = 0 rebuilds chapter 03's BIM set
     assert check.attrs["max_pixel_diff"] <= 1e-6 and (check["abs diff"] <= 1e-9).all()
     frame, raw = C6.run_grid(ctx, combos, [0.3])
