@@ -27,8 +27,8 @@ PYS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def test_there_are_five_chapters():
-    assert [p.stem[:2] for p in PYS] == ["01", "02", "03", "04", "05"]
+def test_there_are_six_chapters():
+    assert [p.stem[:2] for p in PYS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("py", PYS, ids=lambda p: p.stem)
@@ -145,7 +145,7 @@ def test_book_in_headless_chromium(built_book):
         page.wait_for_load_state("load")
         assert "Beyond the softmax" in page.title()
         nav = " ".join(page.eval_on_selector_all("nav a", "links => links.map(a => a.textContent.trim())"))
-        for title in ("01.", "02.", "03.", "04.", "05.", "API reference"):
+        for title in ("01.", "02.", "03.", "04.", "05.", "06.", "API reference"):
             assert title in nav, f"{title} missing from the navigation: {nav[:500]}"
         for py in PYS:
             page.goto((html / "chapters" / f"{py.stem}.html").as_uri())

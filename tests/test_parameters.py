@@ -40,6 +40,8 @@ CASES = [
     ("03_detectors", {"detectors": "nn"}, "got the string 'nn'"),
     ("04_overoptimization_transferability", {"iterations": 10**12}, "above the cap"),
     ("05_detection_vs_robustness", {"grid": "0.1"}, "got the string '0.1'"),
+    ("06_adaptive_attacks", {"detectors": ["kde/probs"]}, "'kde/probs'"),
+    ("06_adaptive_attacks", {"eps_list": [2.0]}, "2.0"),
 ]
 if not __import__("softlib.data", fromlist=["available"]).available("cifar10"):
     # without CIFAR-10 the message names CIFAR-10 itself, not the default OOD list
