@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -408,9 +409,10 @@ class TrustScore(Detector):
         for c in self.classes_:
             pts = arr[labels == c]
             if alpha > 0:
-                if len(pts) < k:
-                    raise SoftlibError(f"class {c} has {len(pts)} points, fewer than k={k} for density filtering")
-                radii = KDTree(pts).query(pts, k=k)[0][:, -1]
+                if len(pts) < k:  # the reference code would crash; use every point of the class instead
+                    warnings.warn(f"TrustScore: class {c} has {len(pts)} points, fewer than k={k}; its density "
+                                  f"filter uses k={len(pts)}", stacklevel=2)
+                radii = KDTree(pts).query(pts, k=min(k, len(pts)))[0][:, -1]
                 pts = pts[radii <= np.percentile(radii, (1 - alpha) * 100)]
             if len(pts) < neighbor:
                 raise SoftlibError(

@@ -234,3 +234,11 @@ def test_bad_inputs():
         D.Mahalanobis().fit(x, np.arange(5))
     with pytest.raises(SoftlibError, match="absent from fit"):
         D.TrustScore(feature="hidden").fit(x, np.arange(20) % 2).score_samples(x, y_pred=np.full(20, 5))
+
+
+def test_trust_score_filter_on_a_small_class_warns():
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(26, 2)), np.r_[np.zeros(20, int), np.ones(6, int)]
+    with pytest.warns(UserWarning, match="fewer than k=10"):
+        ts = D.TrustScore(feature="hidden", k=10, alpha=0.5).fit(x, y)
+    assert len(ts.points_[1]) == 3 and len(ts.points_[0]) == 10
