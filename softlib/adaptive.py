@@ -264,7 +264,7 @@ class LogitMatching(Attack):
             t = self.targets(self.get_logits(x), y)
         best = x.clone()
         best_key = torch.full((len(x),), float("inf"), device=x.device)
-        for r in range(self.restarts):
+        for _ in range(self.restarts):
             adv = x.clone()
             if self.random_start:
                 adv = torch.clamp(x + torch.empty_like(x).uniform_(-self.eps, self.eps), 0, 1)
