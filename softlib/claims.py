@@ -241,6 +241,17 @@ def all_of(verdicts: Sequence[str]) -> str:
     return UNDETERMINED
 
 
+def combine(verdicts: Sequence[str]) -> str:
+    """:func:`all_of` over per-pair or per-attack parts; "undetermined" when there is no part to combine."""
+    v = list(verdicts)
+    return all_of(v) if v else UNDETERMINED
+
+
+def boot_args(results: Mapping[str, Any]) -> dict[str, int]:
+    """``n_boot`` and ``seed`` for the bootstrap helpers, from a chapter's results (defaults 1000 and 0)."""
+    return {"n_boot": int(results.get("n_boot", 1000)), "seed": int(results.get("seed", 0))}
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A verdict, the numbers (with intervals) that decided it, and a one-line why."""

@@ -25,27 +25,27 @@ three models" is decided per ordered pair (or per source) and combined with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from . import transfer
-from .claims import UNDETERMINED, Claim, Estimate, Outcome, all_of, bootstrap, greater_than, paired_bootstrap_diff
+from .claims import (
+    UNDETERMINED,
+    Claim,
+    Estimate,
+    Outcome,
+    boot_args,
+    bootstrap,
+    combine,
+    greater_than,
+    paired_bootstrap_diff,
+)
 
 PAPER = "004"  # shared/papers/004_64e98d26cdc43e49.txt (001 is the short version)
 CHAPTER = "04_overoptimization_transferability"
-
-
-def combine(verdicts: Sequence[str]) -> str:
-    """:func:`softlib.claims.all_of`, undetermined when there is nothing to combine."""
-    v = list(verdicts)
-    return all_of(v) if v else UNDETERMINED
-
-
-def _boot(results: Mapping[str, Any]) -> dict[str, int]:
-    return {"n_boot": int(results.get("n_boot", 1000)), "seed": int(results.get("seed", 0))}
 
 
 def pairs(arrays: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
@@ -92,7 +92,7 @@ def saturation_lead(results: Mapping[str, Any], src: str, dst: str) -> Estimate 
     if keep.sum() < 2:
         return None
     lead = (first_true(transfer.cumulative(flags)) - first_true(values["soft"] == 1.0))[keep].astype(float)
-    return bootstrap(_median, lead, **_boot(results))
+    return bootstrap(_median, lead, **boot_args(results))
 
 
 def below_one_gap(results: Mapping[str, Any], src: str, dst: str) -> dict[str, Estimate] | None:
@@ -109,7 +109,7 @@ def below_one_gap(results: Mapping[str, Any], src: str, dst: str) -> dict[str, E
     def share(keep: np.ndarray, below: np.ndarray) -> float:
         return float(below[keep > 0].mean()) if keep.sum() else float("nan")
 
-    b = _boot(results)
+    b = boot_args(results)
     return {"multi-class": bootstrap(share, cols[0], cols[1], **b),
             "over-optimised": bootstrap(share, cols[2], cols[3], **b),
             "difference": paired_bootstrap_diff(share, (cols[0], cols[1]), (cols[2], cols[3]), **b)}
@@ -130,7 +130,7 @@ def saturated_rho(results: Mapping[str, Any], src: str, dst: str) -> tuple[Estim
     moved = transfer.cumulative(flags)[sat, j].astype(float)
     if sat.sum() < 3 or np.ptp(moved) == 0:
         return None, int(sat.sum()), int(steps[j])
-    return bootstrap(spearman, act, moved, **_boot(results)), int(sat.sum()), int(steps[j])
+    return bootstrap(spearman, act, moved, **boot_args(results)), int(sat.sum()), int(steps[j])
 
 
 def multiclass_rho_gap(results: Mapping[str, Any], src: str, dst: str) -> tuple[Estimate | None, int]:
@@ -147,7 +147,7 @@ def multiclass_rho_gap(results: Mapping[str, Any], src: str, dst: str) -> tuple[
         return 0.0 if np.isnan(r) and np.ptp(f) > 0 else r
 
     est = paired_bootstrap_diff(rho0, (values["act"][:, j].astype(float), moved),
-                                (values["soft"][:, j].astype(float), moved), **_boot(results))
+                                (values["soft"][:, j].astype(float), moved), **boot_args(results))
     return est, int(steps[j])
 
 
@@ -156,7 +156,7 @@ def final_activation(results: Mapping[str, Any], src: str) -> Estimate:
     highest top activation of any natural test image on ``src``."""
     top = np.asarray(results["arrays"][f"overoptimized/{src}/top_act"])[:, -1].astype(float)
     nat = float(results["natural_max"][src])
-    return bootstrap(lambda v: _median(v) - nat, top, **_boot(results))
+    return bootstrap(lambda v: _median(v) - nat, top, **boot_args(results))
 
 
 # ---------------------------------------------------------------------------- the tests

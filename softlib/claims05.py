@@ -39,12 +39,12 @@ import pandas as pd
 
 from .claims import (
     NOT_TESTABLE,
-    UNDETERMINED,
     Claim,
     Estimate,
     Outcome,
-    all_of,
+    boot_args,
     bootstrap,
+    combine,
     greater_than,
     less_than,
     paired_bootstrap_diff,
@@ -68,17 +68,6 @@ NAMES = p003.LOSS_NAMES
 # ---------------------------------------------------------------------------- helpers
 
 
-def combine(verdicts: Sequence[str]) -> str:
-    """:func:`softlib.claims.all_of` (a part not held refutes the claim, all parts held hold it),
-    undetermined when there is nothing to combine."""
-    v = list(verdicts)
-    return all_of(v) if v else UNDETERMINED
-
-
-def _boot(results: Mapping[str, Any]) -> dict[str, int]:
-    return {"n_boot": int(results.get("n_boot", 1000)), "seed": int(results.get("seed", 0))}
-
-
 def _need(results: Mapping[str, Any], *keys: str) -> None:
     """KeyError for a missing table: :meth:`softlib.claims.Claim.evaluate` reads it as "not testable here"."""
     missing = [k for k in keys if k not in results]
@@ -99,7 +88,7 @@ def accuracy_estimates(results: Mapping[str, Any]) -> dict[str, Estimate]:
     """Test accuracy of each loss with its bootstrap interval (fraction in [0, 1])."""
     _need(results, "acc_examples")
     acc = results["acc_examples"]
-    return {loss: bootstrap(_mean, sub["correct"].to_numpy(float), **_boot(results))
+    return {loss: bootstrap(_mean, sub["correct"].to_numpy(float), **boot_args(results))
             for loss, sub in acc.groupby("loss", sort=False)}
 
 
@@ -169,7 +158,7 @@ def auc_table(results: Mapping[str, Any]) -> pd.DataFrame:
                 sub = example_slice(ex, loss, attack, eps)
                 if len(sub) == 0:
                     continue
-                e = auc_estimate(ex, loss, attack, eps, **_boot(results))
+                e = auc_estimate(ex, loss, attack, eps, **boot_args(results))
                 is_v = chosen is not None and np.isclose(eps, chosen)
                 paper = p003.TABLE3[loss][attack]
                 rows.append({"attack": attack.upper(), "eps": eps, "loss": NAMES[loss], "ours": 100 * e.value,
@@ -192,7 +181,7 @@ def check_accuracy_lower(results: Mapping[str, Any]) -> Outcome:
     nums, parts = {}, []
     for other in ("ce", "rce"):
         o = acc[acc["loss"] == other].sort_values("example")["correct"].to_numpy(float)
-        d = paired_bootstrap_diff(_mean, (o,), (ovm,), **_boot(results))
+        d = paired_bootstrap_diff(_mean, (o,), (ovm,), **boot_args(results))
         nums[f"{NAMES[other]} - OVM accuracy"] = d
         parts.append(greater_than(d, 0.0))
     why = "; ".join(f"{k} {fmt(v, digits=2)} points" for k, v in nums.items())
@@ -209,7 +198,7 @@ def check_accuracy_drop(results: Mapping[str, Any]) -> Outcome:
     nums, parts, why = {}, [], []
     for other in ("ce", "rce"):
         o = acc[acc["loss"] == other].sort_values("example")["correct"].to_numpy(float)
-        d = paired_bootstrap_diff(_mean, (o,), (ovm,), **_boot(results))
+        d = paired_bootstrap_diff(_mean, (o,), (ovm,), **boot_args(results))
         limit = (p003.TABLE2[other] - p003.TABLE2["ovm"]) / 100.0
         nums[f"{NAMES[other]} - OVM accuracy"] = d
         parts.append(less_than(d, limit))
@@ -237,7 +226,7 @@ def check_detection_worst(results: Mapping[str, Any]) -> Outcome:
             continue
         ovm = _auc_arrays(example_slice(ex, "ovm", attack, eps))
         for other in ("ce", "rce"):
-            d = paired_bootstrap_diff(fast_auc, _auc_arrays(example_slice(ex, other, attack, eps)), ovm, **_boot(results))
+            d = paired_bootstrap_diff(fast_auc, _auc_arrays(example_slice(ex, other, attack, eps)), ovm, **boot_args(results))
             nums[f"{attack.upper()} eps {eps:g}: AUC {NAMES[other]} - OVM"] = d
             parts.append(greater_than(d, 0.0))
             why.append(f"{attack.upper()} eps {eps:g}: {NAMES[other]} - OVM {fmt(d)} points")
@@ -259,7 +248,7 @@ def check_robustness_best(results: Mapping[str, Any]) -> Outcome:
     for attack in p003.ATTACKS:
         ovm = _robust_per_example(ex, "ovm", attack)
         for other in ("ce", "rce"):
-            d = paired_bootstrap_diff(_mean, (ovm,), (_robust_per_example(ex, other, attack),), **_boot(results))
+            d = paired_bootstrap_diff(_mean, (ovm,), (_robust_per_example(ex, other, attack),), **boot_args(results))
             nums[f"{attack.upper()}: robust accuracy OVM - {NAMES[other]}"] = d
             parts.append(greater_than(d, 0.0))
             why.append(f"{attack.upper()}: OVM - {NAMES[other]} {fmt(d)} points")
@@ -308,7 +297,7 @@ def grid_rho(results: Mapping[str, Any]) -> Estimate:
         aucs = np.array([fast_auc(lg[:, j], ad[:, j]) for j in range(a.shape[1])])
         return _spearman(a.mean(axis=0), aucs)
 
-    return bootstrap(rho, acc, legit, adv, **_boot(results))
+    return bootstrap(rho, acc, legit, adv, **boot_args(results))
 
 
 def check_inverse_correlation(results: Mapping[str, Any]) -> Outcome:
@@ -336,7 +325,7 @@ def compactness_estimate(results: Mapping[str, Any], a: str, b: str) -> Estimate
         return class_compactness(h, y) if len(np.unique(y)) >= 2 else float("nan")
 
     return paired_bootstrap_diff(comp, (np.asarray(ha), np.asarray(ya)), (np.asarray(hb), np.asarray(yb)),
-                                 **_boot(results))
+                                 **boot_args(results))
 
 
 def check_ovm_compact(results: Mapping[str, Any]) -> Outcome:
