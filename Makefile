@@ -46,20 +46,20 @@ data: env
 	$(BIN)/python -m softlib.data fetch mnist fashion_mnist
 
 book: data
-	$(BIN)/python -m softlib.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB))
-	$(BIN)/python -m softlib.claimspage --out book/chapters/claims.md
+	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB))
+	$(BIN)/python -m softlib.tooling.claimspage --out book/chapters/claims.md
 	$(BIN)/jupyter-book build book --quiet
 	@echo "The book: file://$(CURDIR)/book/_build/html/index.html"
 
 notebook: data
-	$(BIN)/python -m softlib.notebooks run --profile $(PROFILE) --out book/chapters --only $(NB)
+	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters --only $(NB)
 
 test: data
 	$(BIN)/python -m pytest -q
 
 # the chapters twice (1 and 2 BLAS threads, separate caches): verdicts must agree (results/repro-<profile>.json)
 verify-repro: data
-	$(BIN)/python -m softlib.repro --profile $(PROFILE) --only $(or $(NB),01 02 03) --threads 1 2
+	$(BIN)/python -m softlib.tooling.repro --profile $(PROFILE) --only $(or $(NB),01 02 03) --threads 1 2
 
 # the development loop: everything but the tests marked `slow` (papermill, the book build, Chromium)
 test-fast: data
@@ -73,26 +73,26 @@ lab: env
 	$(BIN)/python -m pip install -q --disable-pip-version-check ".[lab]"
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
-# The book's cache entries as a Dask task graph (softlib.plan / softlib.prebuild): a LocalCluster of
+# The book's cache entries as a Dask task graph (softlib.tooling.plan / softlib.tooling.prebuild): a LocalCluster of
 # WORKERS processes, or a running cluster with SCHEDULER=tcp://host:8786 (README: "Running on a cluster").
 prebuild: data
-	$(BIN)/python -m softlib.prebuild --profile $(PROFILE) --workers $(WORKERS) \
+	$(BIN)/python -m softlib.tooling.prebuild --profile $(PROFILE) --workers $(WORKERS) \
 		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(SHARE),--share $(SHARE)) $(if $(SEEDS),--seeds $(SEEDS))
 
 bench: data
-	$(BIN)/python -m softlib.notebooks bench
+	$(BIN)/python -m softlib.tooling.notebooks bench
 
 # The offline GPU-node kit (wheels for CPython 3.11 + 3.12, data, source; <= 60 MB): on the node,
 # `python3 build/wheelhouse/kit.py run --dest DIR --out OUT --profile paper` (README "GPU node").
 wheelhouse: data
-	nice -n 10 $(BIN)/python -m softlib.kit build --out build/wheelhouse
+	nice -n 10 $(BIN)/python -m softlib.tooling.kit build --out build/wheelhouse
 
 test-kit: data
 	@test -f build/wheelhouse/manifest.json || $(MAKE) wheelhouse
 	$(BIN)/python -m pytest -q -m slow tests/test_kit.py
 
 sync: env
-	$(BIN)/python -m softlib.notebooks sync
+	$(BIN)/python -m softlib.tooling.notebooks sync
 
 clean:
 	rm -rf book/_build book/chapters

@@ -31,7 +31,7 @@ from IPython.display import Markdown, display
 
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
-from softlib.softmax import (
+from softlib.chapters.ch01.lemmas import (
     check_dtypes,
     epsilon_bound,
     lemma22_change,
@@ -375,13 +375,14 @@ display(Markdown(
 #
 # The lemmas are statements about arithmetic, so their numbers are exact (no sampling, no
 # interval) and the same in every profile: this chapter has no paper-settings run to compare
-# with. The claims and their tests live in `softlib.claims01`.
+# with. The claims and their tests live in `softlib.chapters.ch01.claims`.
 
 # %%
 from myst_nb import glue
 
-from softlib import claims, claims01
-from softlib.record import record
+from softlib import claims
+from softlib.chapters.ch01 import claims as claims01
+from softlib.tooling.record import record
 
 fall_share = {("negligible" if "negligible" in k else "present"): float((m["change"][m["applies"]] < 0).mean())
               for k, m in maps.items()}

@@ -55,13 +55,14 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 from sklearn.metrics import roc_auc_score
 
-from softlib import claims, claims02, models, plots, sets, stats, zoo
+from softlib import claims, models, plots, sets, stats, zoo
+from softlib.chapters.ch02 import claims as claims02
 from softlib.attacks import ATTACK_NAMES
 from softlib.data import available as data_available
 from softlib.paper import introspection as p002
 from softlib.paper import softmax_hinders as p000
 from softlib.profiles import get_profile
-from softlib.record import record
+from softlib.tooling.record import record
 from softlib.runtime import get_device, seed_everything
 from softlib.validate import SoftlibError, check_choice, check_list, check_notebook_parameters, check_seed
 
@@ -354,7 +355,7 @@ else:
 # are resampled on the classifiers' out-of-fold scores, logits and softmax paired on the same
 # examples). **held**: the whole interval on the claim's side (and, where the paper states one,
 # p below its level); **not held**: wholly on the other side; **undetermined**: in between.
-# The claims and their tests are in `softlib.claims02`.
+# The claims and their tests are in `softlib.chapters.ch02.claims`.
 
 # %%
 fig2 = ["gaussian", "natural" if stand_in else "cifar10", "fgsm", "maxconf"]

@@ -57,13 +57,14 @@ from IPython.display import Markdown, display
 
 from myst_nb import glue
 
-from softlib import claims, claims03, models, resample, sets, tables, zoo
+from softlib import claims, models, resample, sets, tables, zoo
+from softlib.chapters.ch03 import claims as claims03
 from softlib import detectors as D
 from softlib.metrics import roc_points
 from softlib.paper import introspection as p002
 from softlib.paper import softmax_hinders as p000
 from softlib.profiles import get_profile
-from softlib.record import record
+from softlib.tooling.record import record
 from softlib.runtime import get_device, seed_everything
 from softlib.validate import SoftlibError, check_choice, check_list, check_notebook_parameters, check_seed
 
@@ -361,7 +362,7 @@ display(Markdown(claims.recorded_note("03_detectors")))
 # comparison itself), and is decided by the 95% interval of the deciding number: **held** when
 # the whole interval is on the claim's side, **not held** when it is wholly on the other side,
 # **undetermined** when it straddles the criterion (a tie is never a win), **not testable here**
-# when the data is not available. The claims and their tests live in `softlib.claims03`, with a
+# when the data is not available. The claims and their tests live in `softlib.chapters.ch03.claims`, with a
 # unit test for each outcome.
 
 # %%

@@ -43,7 +43,10 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from softlib import claims, claims04, imagenet, overoptimize as oo, transfer
+from softlib import claims, imagenet
+from softlib.chapters.ch04 import claims as claims04
+from softlib.chapters.ch04 import overoptimize as oo
+from softlib.chapters.ch04 import transfer
 from softlib.paper import misleading_softmax as paper
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
@@ -349,7 +352,7 @@ display(Markdown(
 # ## Do activations or softmax go with transferability? Rank correlations
 #
 # Two readings of the claim, each a Spearman rank correlation with its p-value
-# (`softlib.transfer.rank_correlations`):
+# (`softlib.chapters.ch04.transfer.rank_correlations`):
 #
 # - **curve**: across the steps of each panel above, the transfer percentage against the mean
 #   top activation, and against the mean softmax;
@@ -393,7 +396,7 @@ display(Markdown("\n\n".join(summary(a) for a in transfer.ATTACKS)))
 # over-optimised examples is made only where Lemma 2.1 applies: on the examples whose float32
 # softmax already reads 1.0 at the step compared. An example still below 1.0 is outside the
 # lemma's regime; there the softmax still moves, and the paper says nothing about it. The claims
-# and their tests live in `softlib.claims04`, with a unit test for each outcome.
+# and their tests live in `softlib.chapters.ch04.claims`, with a unit test for each outcome.
 
 # %%
 results04 = {"arrays": arrays, "natural_max": {k: r["max"] for k, r in natural.items()},
@@ -431,7 +434,7 @@ display(Markdown(
 ))
 
 # %% tags=["remove-cell"]
-from softlib.record import record
+from softlib.tooling.record import record
 
 record("04_overoptimization_transferability", prof.name, {
     "saturation": sat.to_dict("records"),

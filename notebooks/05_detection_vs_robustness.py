@@ -50,7 +50,9 @@ import seaborn as sns
 import torch
 from IPython.display import Markdown, display
 
-from softlib import claims, claims05 as c5, data, robustness as rob, zoo
+from softlib import claims, data, zoo
+from softlib.chapters.ch05 import claims as c5
+from softlib.chapters.ch05 import robustness as rob
 from softlib.attacks import default_eps
 from softlib.paper import detection_vs_robustness as p003
 from softlib.profiles import get_profile
@@ -307,7 +309,7 @@ display(Markdown(
 # **not held** when it is wholly on the other side, **undetermined** when it straddles the criterion
 # (a tie is never a win), when a model it needs is below the accuracy bar, or when detection is
 # saturated; **not testable here** when the data is not available (CIFAR-10 rows on MNIST). The
-# claims and their tests live in `softlib.claims05`, with a unit test for each outcome.
+# claims and their tests live in `softlib.chapters.ch05.claims`, with a unit test for each outcome.
 
 # %%
 results["n_boot"], results["seed"] = prof.n_boot, seed
@@ -353,7 +355,7 @@ else:
                      "not measured here; the paper profile repeats training with 3 seeds."))
 
 # %% tags=["remove-cell"]
-from softlib.record import record
+from softlib.tooling.record import record
 
 wall = time.perf_counter() - t_start
 record("05_detection_vs_robustness", prof.name, {

@@ -65,7 +65,7 @@ class Estimate:
         return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able view (for :func:`softlib.record.record`)."""
+        """JSON-able view (for :func:`softlib.tooling.record.record`)."""
         return {"value": float(self.value), "low": float(self.low), "high": float(self.high),
                 "n": self.n, "method": self.method}
 
@@ -308,7 +308,7 @@ def _digits(e: Estimate) -> int:
 
 
 def for_record(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """The claims table as JSON-able rows for :func:`softlib.record.record` (interval and criterion kept)."""
+    """The claims table as JSON-able rows for :func:`softlib.tooling.record.record` (interval and criterion kept)."""
     need = {"id", "verdict", "criterion", "_numbers"}
     if not need <= set(table.columns):
         raise SoftlibError(f"for_record needs a table from claims.evaluate (columns {sorted(need)})")
@@ -321,7 +321,7 @@ def recorded_run(chapter: str, profile: str = "paper") -> dict[str, Any] | None:
     """The run of ``chapter`` recorded in the repository's ``results/<profile>/`` (None if there is none)."""
     import json
 
-    from .record import REPO
+    from .tooling.record import REPO
 
     path = REPO / "results" / profile / f"{chapter}.json"
     try:

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 
 import softlib
-from softlib.notebooks import NOTEBOOKS, REPO, tidy_outputs
+from softlib.tooling.notebooks import NOTEBOOKS, REPO, tidy_outputs
 
 PYS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 BOOK = REPO / "book"

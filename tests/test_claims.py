@@ -124,7 +124,7 @@ def test_bootstrap_refuses_bad_arrays():
 def test_display_table_shows_the_recorded_paper_verdict(tmp_path, monkeypatch):
     import json
 
-    from softlib import record
+    from softlib.tooling import record
 
     monkeypatch.setattr(record, "REPO", tmp_path)
     claim = C.Claim("03.y", "03_detectors", "000", "s", "q", "crit", "src",

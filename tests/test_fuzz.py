@@ -25,21 +25,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softlib import (
-    attacks,
-    cache,
-    data,
-    detectors,
-    metrics,
-    models,
-    notebooks,
-    overoptimize,
-    record,
-    runtime,
-    sets,
-    zoo,
-)
+from softlib import attacks, cache, data, detectors, metrics, models, runtime, sets, zoo
+from softlib.chapters.ch04 import overoptimize
 from softlib.profiles import PROFILES, get_profile
+from softlib.tooling import notebooks, record
 from softlib.validate import SoftlibError, check_environment, check_notebook_parameters
 
 SCALE = int(os.environ.get("SOFTLIB_FUZZ_EXAMPLES", "0"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from softlib.notebooks import NOTEBOOKS
+from softlib.tooling.notebooks import NOTEBOOKS
 
 pytestmark = pytest.mark.slow
 

@@ -149,7 +149,9 @@ import errno  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from softlib import attacks, detectors, metrics, models, notebooks, overoptimize, record, runtime, sets  # noqa: E402
+from softlib import attacks, detectors, metrics, models, runtime, sets  # noqa: E402
+from softlib.chapters.ch04 import overoptimize  # noqa: E402
+from softlib.tooling import notebooks, record  # noqa: E402
 from softlib.validate import SoftlibError, check_alloc, check_list, check_notebook_parameters  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Tests of softlib.robustness (chapter 05) and softlib.paper.detection_vs_robustness."""
+"""Tests of softlib.chapters.ch05.robustness (chapter 05) and softlib.paper.detection_vs_robustness."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from softlib import robustness as rob
+from softlib.chapters.ch05 import robustness as rob
 from softlib.losses import get_loss, predict_labels
 from softlib.paper import detection_vs_robustness as p003
 from softlib.profiles import get_profile

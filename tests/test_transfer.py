@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from softlib import imagenet, transfer
+from softlib import imagenet
+from softlib.chapters.ch04 import transfer
 from softlib.validate import MissingDataError, SoftlibError
 
 DEV = torch.device("cpu")

@@ -1,0 +1,122 @@
+"""Recording a chapter's key numbers as JSON (with commit, device, versions, wall time).
+
+Notebooks call :func:`record` at the end; the files land in
+``results/<profile>/<chapter>.json`` (or ``$SOFTLIB_RESULTS``). Recorded files are
+committed (the quick run now; the paper run once a GPU has made it) and listed with
+their provenance on the book's "Recorded runs" page; the test suite compares two
+smoke runs through them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from softlib.validate import SoftlibError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def results_dir() -> Path:
+    """``$SOFTLIB_RESULTS`` (made absolute), else ``results/`` in the repository."""
+    env = os.environ.get("SOFTLIB_RESULTS")
+    return Path(env).expanduser().absolute() if env else REPO / "results"
+
+
+def check_results_dir() -> Path:
+    """The results folder, checked *before* the work whose numbers go there (creatable, writable)."""
+    from softlib.cache import ensure_dir
+
+    return ensure_dir(results_dir(), "results", "SOFTLIB_RESULTS")
+
+
+def _plain(v: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, NaN/inf to None."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _plain(v.tolist())
+    if isinstance(v, (np.floating, float)):
+        f = float(v)
+        return f if math.isfinite(f) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.bool_,)):
+        return bool(v)
+    if hasattr(v, "to_dict"):  # pandas objects
+        return _plain(v.to_dict())
+    return v
+
+
+def device_label() -> str:
+    """The GPU's name, or ``cpu (N cores)``: what recorded numbers and timings ran on."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+
+
+def git_commit() -> str:
+    """The short commit of this checkout, or "unknown"."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float | None = None) -> Path:
+    """Write ``numbers`` (JSON-able after numpy conversion) for ``chapter`` under ``profile``."""
+    import torch
+
+    from softlib.cache import atomic_write_json
+
+    if not isinstance(numbers, dict):
+        raise SoftlibError(f"numbers must be a dict, got {type(numbers).__name__}")
+    for what, v in (("chapter", chapter), ("profile", profile)):
+        if not isinstance(v, str) or not v or any(c in v for c in "/\\\0") or v in (".", ".."):
+            raise SoftlibError(f"{what} must be a plain name (no path separators), got {v!r}")
+    if wall_s is not None:
+        from softlib.validate import check_float
+
+        wall_s = check_float("wall_s", wall_s, low=0.0)
+    check_results_dir()
+    payload = {"chapter": chapter, "profile": profile, "commit": git_commit(), "device": device_label(),
+               "platform": platform.platform(), "torch": torch.__version__,
+               "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": wall_s, "numbers": _plain(numbers)}
+    path = results_dir() / profile / f"{chapter}.json"
+    atomic_write_json(path, payload)
+    return path
+
+
+def load(chapter: str, profile: str) -> dict[str, Any] | None:
+    """A recorded file, or None when there is none (e.g. no paper-profile run recorded yet)."""
+    for base in (results_dir(), REPO / "results"):
+        path = base / profile / f"{chapter}.json"
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
+
+
+def merge_json(path: Path, key: str, value: Any) -> None:
+    """Set ``key`` of the JSON object in ``path`` under a file lock (benchmarks share one file per device)."""
+    from filelock import FileLock
+
+    from softlib.cache import atomic_write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        data = json.loads(path.read_text()) if path.exists() else {}
+        data[key] = _plain(value)
+        atomic_write_json(path, data)
+    Path(str(path) + ".lock").unlink(missing_ok=True)
