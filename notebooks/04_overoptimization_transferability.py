@@ -46,7 +46,7 @@ from IPython.display import Markdown, display
 from softlib import claims, imagenet
 from softlib.chapters.ch04 import claims as claims04
 from softlib.chapters.ch04 import overoptimize as oo
-from softlib.chapters.ch04 import transfer
+from softlib.chapters.ch04 import aggregation, correlations, figures, runner, settings
 from softlib.paper import misleading_softmax as paper
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
@@ -63,14 +63,14 @@ def nanmed(v) -> float:
 
 check_notebook_parameters()  # refuses parameters this notebook does not declare
 prof = get_profile(profile)
-check_choice("setting", setting, transfer.SETTINGS)
+check_choice("setting", setting, settings.SETTINGS)
 seed = check_seed("seed", seed)
 n = prof.transfer_images if n_images is None else check_int("n_images", n_images, low=2)
 iters = prof.transfer_iters if iterations is None else check_int("iterations", iterations, low=1)
-scale = transfer.pixel_scale(pixel_units)
+scale = runner.pixel_scale(pixel_units)
 eval_every = check_int("eval_every", eval_every, low=1, high=iters)
 check_alloc(f"n_images={n} x iterations={iters}", 6 * oo.record_bytes(n, iters, k=2, n_observers=2, eval_every=eval_every))  # 2 attacks x 3 models
-setting_name = transfer.resolve_setting(setting)
+setting_name = settings.resolve_setting(setting)
 seed_everything(seed)
 device = get_device()
 progress = prof.name != "smoke"
@@ -95,9 +95,9 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 t0 = time.perf_counter()
-st = transfer.load_setting(setting_name, prof, seed=seed, n=n, progress=progress)
+st = settings.load_setting(setting_name, prof, seed=seed, n=n, progress=progress)
 names = list(st.models)
-fig_model = transfer.FIGURE_MODEL[st.name]
+fig_model = settings.FIGURE_MODEL[st.name]
 rows = [{"model": k, "test accuracy": st.meta.get("test_acc", {}).get(k, np.nan),
          "training loss by epoch": " > ".join(f"{v:.3f}" for v in getattr(m, "meta", {}).get("train_loss", [])),
          "cache key": getattr(m, "cache_key", "")[:12]} for k, m in st.models.items()]
@@ -126,7 +126,7 @@ if st.name == "mnist":
 else:
     x_nat = st.x
     nat_what = f"the {len(st.x)} selected validation images"
-natural = {k: transfer.natural_activations(m, x_nat, device=device) for k, m in st.models.items()}
+natural = {k: aggregation.natural_activations(m, x_nat, device=device) for k, m in st.models.items()}
 gap_theory = float(np.log(2.0**24))
 nat_table = pd.DataFrame([{
     "model": k,
@@ -166,8 +166,8 @@ display(Markdown(
 k_demo = min(8, len(st.x))
 demo = {}
 for units in ("paper", "unit"):
-    r = oo.over_optimize(st.models[fig_model], st.x[:k_demo], transfer.random_targets(st.y, st.num_classes, seed)[:k_demo],
-                         iters=iters, pixel_scale=transfer.pixel_scale(units), device=device, progress=False)
+    r = oo.over_optimize(st.models[fig_model], st.x[:k_demo], settings.random_targets(st.y, st.num_classes, seed)[:k_demo],
+                         iters=iters, pixel_scale=runner.pixel_scale(units), device=device, progress=False)
     demo[units] = r["target_act"][:, -1, 0] - r["target_act"][:, 0, 0]
 display(Markdown(
     f"On the {fig_model}, over {iters} steps, the target logit of {k_demo} images rises by a median of "
@@ -188,7 +188,7 @@ display(Markdown(
 
 # %%
 t_run = time.perf_counter()
-arrays, meta = transfer.transfer_experiment(st, iters=iters, seed=seed, pixel_units=pixel_units,
+arrays, meta = runner.transfer_experiment(st, iters=iters, seed=seed, pixel_units=pixel_units,
                                             eval_every=eval_every, progress=progress)
 wall = meta.get("wall_s", {})
 wall_total = float(sum(wall.values())) if wall else float("nan")
@@ -211,17 +211,17 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 def snapshots(attack: str):
-    i = transfer.pick_example(arrays, attack, fig_model)
+    i = figures.pick_example(arrays, attack, fig_model)
     x1 = st.x[i : i + 1]
     c = arrays[f"{attack}/{fig_model}/targets"][i]
     kw = dict(iters=iters, pixel_scale=scale, device=device, progress=False)
     run = (oo.over_optimize(st.models[fig_model], x1, c[:1], **kw) if attack == "overoptimized"
            else oo.multiclass_optimize(st.models[fig_model], x1, c[:1], c[1:], **kw))
-    steps = [0] + [s for s in transfer.figure_steps(run, attack) if s > 0]
+    steps = [0] + [s for s in figures.figure_steps(run, attack) if s > 0]
     run = (oo.over_optimize(st.models[fig_model], x1, c[:1], keep_steps=steps, **kw) if attack == "overoptimized"
            else oo.multiclass_optimize(st.models[fig_model], x1, c[:1], c[1:], keep_steps=steps, **kw))
     imgs = run["images"][0]
-    desc = transfer.describe_images(st.models[fig_model], torch.from_numpy(imgs))
+    desc = figures.describe_images(st.models[fig_model], torch.from_numpy(imgs))
     desc.insert(0, "step", steps)
     return i, c, imgs, desc
 
@@ -237,7 +237,7 @@ def conf_text(conf: float) -> str:
 
 titles = [f"step {s}\npred {label(p)}, conf {conf_text(conf)}\nCA1 {a:.1f}, CA2 {b:.1f}"
           for s, p, conf, a, b in zip(desc1["step"], desc1["prediction"], desc1["confidence"], desc1["ca1"], desc1["ca2"])]
-transfer.plot_snapshots(imgs1, titles)
+figures.plot_snapshots(imgs1, titles)
 plt.show()
 
 # %% tags=["hide-input"]
@@ -270,7 +270,7 @@ display(Markdown(
 i2, c2, imgs2, desc2 = snapshots("multiclass")
 titles = [f"step {s}\npred {label(p)}, conf {conf:.3f}\nCA1 {a:.1f}, CA2 {b:.1f}, CA3 {c:.1f}"
           for s, p, conf, a, b, c in zip(desc2["step"], desc2["prediction"], desc2["confidence"], desc2["ca1"], desc2["ca2"], desc2["ca3"])]
-transfer.plot_snapshots(imgs2, titles)
+figures.plot_snapshots(imgs2, titles)
 plt.show()
 fig2 = paper.figure_table(2)
 cmp2 = pd.DataFrame({"panel": fig2["panel"], "paper confidence": fig2["confidence"], "paper CA1": fig2["ca1"],
@@ -297,9 +297,9 @@ display(Markdown(
 # figure 5 for multi-class examples. (Figure 3 is one panel of each: VGG-16 to ResNet-50.)
 
 # %%
-curves = {a: transfer.pair_curves(arrays, a) for a in transfer.ATTACKS}
+curves = {a: aggregation.pair_curves(arrays, a) for a in runner.ATTACKS}
 for a, fig_no in (("overoptimized", 4), ("multiclass", 5)):
-    transfer.plot_pairs(curves[a], f"Figure {fig_no} ({transfer.ATTACK_TITLES[a]}): {st.name}")
+    figures.plot_pairs(curves[a], f"Figure {fig_no} ({runner.ATTACK_TITLES[a]}): {st.name}")
     plt.show()
 kept = pd.concat([c.groupby(["source", "other"])[["n_kept", "n_total"]].first().assign(attack=a)
                   for a, c in curves.items()]).reset_index()
@@ -315,9 +315,9 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 sat_rows = []
-for a in transfer.ATTACKS:
+for a in runner.ATTACKS:
     for src in names:
-        s = transfer.softmax_saturation(arrays, a, src)
+        s = aggregation.softmax_saturation(arrays, a, src)
         top = arrays[f"{a}/{src}/top_act"]
         soft = arrays[f"{a}/{src}/top_soft"]
         sat_rows.append({
@@ -352,7 +352,7 @@ display(Markdown(
 # ## Do activations or softmax go with transferability? Rank correlations
 #
 # Two readings of the claim, each a Spearman rank correlation with its p-value
-# (`softlib.chapters.ch04.transfer.rank_correlations`):
+# (`softlib.chapters.ch04.correlations.rank_correlations`):
 #
 # - **curve**: across the steps of each panel above, the transfer percentage against the mean
 #   top activation, and against the mean softmax;
@@ -364,7 +364,7 @@ display(Markdown(
 # A softmax constant at 1.0 has no rank correlation (NaN).
 
 # %% tags=["hide-input"]
-corr = pd.concat([transfer.rank_correlations(arrays, a).assign(attack=a) for a in transfer.ATTACKS], ignore_index=True)
+corr = pd.concat([correlations.rank_correlations(arrays, a).assign(attack=a) for a in runner.ATTACKS], ignore_index=True)
 cols = ["attack", "source", "other", "n_kept", "curve_act_rho", "curve_act_p", "curve_soft_rho", "curve_soft_p",
         "mid_step", "mid_pct", "ex_act_rho", "ex_act_p", "ex_soft_rho", "ex_soft_p"]
 display(corr[cols].round(4))
@@ -373,7 +373,7 @@ display(corr[cols].round(4))
 def summary(a: str) -> str:
     d = corr[corr["attack"] == a]
     sig = lambda r, p: int(((d[r] > 0) & (d[p] < 0.05)).sum())  # noqa: E731
-    return (f"**{transfer.ATTACK_TITLES[a]}** ({len(d)} pairs): curve rho, activation median "
+    return (f"**{runner.ATTACK_TITLES[a]}** ({len(d)} pairs): curve rho, activation median "
             f"{nanmed(d['curve_act_rho']):.2f} (positive and p < 0.05 in {sig('curve_act_rho', 'curve_act_p')} pairs), "
             f"softmax median {nanmed(d['curve_soft_rho']):.2f} "
             f"({sig('curve_soft_rho', 'curve_soft_p')} pairs); example rho, activation median "
@@ -383,7 +383,7 @@ def summary(a: str) -> str:
             f"({sig('ex_soft_rho', 'ex_soft_p')} pairs).")
 
 
-display(Markdown("\n\n".join(summary(a) for a in transfer.ATTACKS)))
+display(Markdown("\n\n".join(summary(a) for a in runner.ATTACKS)))
 
 # %% [markdown]
 # ## The paper's claims, and what our run says

@@ -52,7 +52,7 @@ from IPython.display import Markdown, display
 
 from softlib import claims, data, zoo
 from softlib.chapters.ch05 import claims as c5
-from softlib.chapters.ch05 import robustness as rob
+from softlib.chapters.ch05 import embedding, lambda_grid, outcomes, views
 from softlib.attacks import default_eps
 from softlib.paper import detection_vs_robustness as p003
 from softlib.profiles import get_profile
@@ -139,7 +139,7 @@ models = {
 }
 x_all, y_all = (t[: prof.test_eval_size] for t in data.load_split(dataset, train=False))  # None: all
 acc_examples = pd.concat([pd.DataFrame({"loss": loss, "example": np.arange(len(x_all)),
-                                        "correct": rob.correct_examples(m, x_all, y_all, loss=loss)})
+                                        "correct": outcomes.correct_examples(m, x_all, y_all, loss=loss)})
                           for loss, m in models.items()], ignore_index=True)
 results = {"dataset": dataset, "acc_examples": acc_examples}
 acc_est = c5.accuracy_estimates(results)
@@ -172,16 +172,16 @@ display(Markdown(
 # eps of the curve give the robustness curves.
 
 # %%
-x_test, y_test = rob.eval_subset(dataset, prof.n_test, train=False, seed=seed)
-x_fit, y_fit = rob.eval_subset(dataset, prof.n_fit, train=True, seed=seed)
+x_test, y_test = lambda_grid.eval_subset(dataset, prof.n_test, train=False, seed=seed)
+x_fit, y_fit = lambda_grid.eval_subset(dataset, prof.n_fit, train=True, seed=seed)
 examples = pd.concat(
-    [rob.example_outcomes(m, x_test, y_test, fit_x=x_fit, fit_y=y_fit, loss=loss, attacks=p003.ATTACKS,
+    [outcomes.example_outcomes(m, x_test, y_test, fit_x=x_fit, fit_y=y_fit, loss=loss, attacks=p003.ATTACKS,
                           eps_list=eps_curve, steps=steps, seed=seed, batch_size=prof.eval_batch)
      for loss, m in models.items()],
     ignore_index=True,
 )
 results["examples"] = examples
-rows = [{"loss": loss, "attack": att, "eps": eps, **rob.rates(sub)}
+rows = [{"loss": loss, "attack": att, "eps": eps, **outcomes.rates(sub)}
         for (loss, att, eps), sub in examples.groupby(["loss", "attack", "eps"], sort=False)]
 curves = pd.DataFrame(rows)
 auc_tab = c5.auc_table(results)
@@ -231,10 +231,10 @@ results["hidden"] = {}  # name -> (last hidden layer, labels) of the figure imag
 
 def tsne_panel(ax, model, loss, title, key):
     """t-SNE of the last hidden layer of ``model`` on the figure images, coloured by label."""
-    hidden, _ = rob.hidden_and_predictions(model, x_fig, loss=loss, batch_size=prof.eval_batch)
+    hidden, _ = views.hidden_and_predictions(model, x_fig, loss=loss, batch_size=prof.eval_batch)
     results["hidden"][key] = (hidden, y_fig)
-    emb, lab = rob.tsne_embedding(hidden, y_fig, n=prof.n_figure, seed=seed)
-    comp = rob.class_compactness(hidden, y_fig)
+    emb, lab = embedding.tsne_embedding(hidden, y_fig, n=prof.n_figure, seed=seed)
+    comp = embedding.class_compactness(hidden, y_fig)
     ax.scatter(emb[:, 0], emb[:, 1], c=lab, cmap="tab10", s=6)
     ax.set_title(f"{title}\ncompactness {comp:.2f}")
     ax.set_xticks([])
@@ -274,7 +274,7 @@ plt.show()
 # left out of the correlation.
 
 # %% tags=["hide-input"]
-grid_df, results["grid_examples"] = rob.run_grid(grid_values, grid_values, prof, dataset="mnist", seed=seed,
+grid_df, results["grid_examples"] = lambda_grid.run_grid(grid_values, grid_values, prof, dataset="mnist", seed=seed,
                                                  eps=grid_eps, epochs=grid_epochs, return_examples=True)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 panels = ("test_acc", "robust_acc", "auc")
@@ -336,7 +336,7 @@ for s_ in range(seed, seed + n_seeds):
     for loss in p003.LOSSES:
         m = models[loss] if s_ == seed else zoo.get_model(
             "resnet", dataset, prof, s_, loss=loss, loss_params=LOSS_PARAMS[loss], depth=prof.resnet_depth, epochs=epochs)
-        ex_s = examples[examples["loss"] == loss] if s_ == seed else rob.example_outcomes(
+        ex_s = examples[examples["loss"] == loss] if s_ == seed else outcomes.example_outcomes(
             m, x_test, y_test, fit_x=x_fit, fit_y=y_fit, loss=loss, attacks=p003.ATTACKS, eps_list=eps_curve,
             steps=steps, seed=seed, batch_size=prof.eval_batch, progress=False)
         row = {"seed": s_, "loss": p003.LOSS_NAMES[loss], "clean accuracy": 100 * m.meta["test_acc"]}
@@ -344,7 +344,7 @@ for s_ in range(seed, seed + n_seeds):
             row[f"{att.upper()} robust accuracy"] = 100 * ex_s[(ex_s.attack == att) & (ex_s.eps > 0)].adv_correct.mean()
             v_eps = c5.verdict_eps(examples, att)
             if v_eps is not None:
-                row[f"{att.upper()} AUC at eps {v_eps:g}"] = 100 * rob.rates(c5.example_slice(ex_s, loss, att, v_eps))["auc"]
+                row[f"{att.upper()} AUC at eps {v_eps:g}"] = 100 * outcomes.rates(c5.example_slice(ex_s, loss, att, v_eps))["auc"]
         seed_rows.append(row)
 seed_table = pd.DataFrame(seed_rows)
 if n_seeds > 1:

@@ -180,11 +180,11 @@ class _Builder:
     def robustness(self, model: str, *, dataset: str, n: int, loss: str, attack: str, eps: float, steps: int,
                    seed: int) -> str:
         """What ``robustness.adversarial_outputs`` caches for ``eval_subset(dataset, n, train=False, seed)``."""
-        from softlib.chapters.ch05 import robustness as rob
+        from softlib.chapters.ch05 import outcomes
 
         m = self.tasks[model]
         x_sha, y_sha, n_real = _eval_subset_shas(dataset, n, seed)
-        spec = {"code": rob.CODE_VERSION, "model": m.key, "loss": loss, "attack": attack, "eps": eps,
+        spec = {"code": outcomes.CODE_VERSION, "model": m.key, "loss": loss, "attack": attack, "eps": eps,
                 "steps": steps, "seed": seed, "x_sha": x_sha, "y_sha": y_sha, "n": n_real}
         key = spec_key({"kind": "robustness", **spec})
         call = {"model": m.call, "dataset": dataset, "n": n, "loss": loss, "attack": attack, "eps": eps,
@@ -203,7 +203,7 @@ class _Builder:
 
     def transfer(self, models: dict[str, str], *, setting: str, n: int, iters: int, seed: int,
                  pixel_units: str, eval_every: int) -> str:
-        """``transfer.transfer_experiment(load_setting(...))``: its key hashes the selected images, known later."""
+        """``runner.transfer_experiment(load_setting(...))``: its key hashes the selected images, known later."""
         call = {"setting": setting, "n": n, "iters": iters, "seed": seed, "pixel_units": pixel_units,
                 "eval_every": eval_every, "models": {k: self.tasks[v].key for k, v in models.items()}}
         tid = "transfer-" + hashlib.sha256(json.dumps(call, sort_keys=True).encode()).hexdigest()[:20]
@@ -268,7 +268,7 @@ def _needs_03(b: _Builder, seed: int) -> None:
 
 def _needs_04(b: _Builder, seed: int) -> None:
     """notebooks/04: three model families and the transferability runs (004 appendix B)."""
-    from softlib.chapters.ch04.transfer import resolve_setting
+    from softlib.chapters.ch04.settings import resolve_setting
 
     p = b.prof
     setting = resolve_setting("auto")
@@ -283,7 +283,7 @@ def _needs_05(b: _Builder, seed: int) -> None:
     """notebooks/05: CE / RCE / OVM ResNets and their attacks (003 tables 2-3, figure 4), LS model, the grid."""
     from softlib import data
     from softlib.attacks import default_eps
-    from softlib.chapters.ch05 import robustness as rob
+    from softlib.chapters.ch05 import outcomes
     from softlib.paper import detection_vs_robustness as p003
 
     p = b.prof
@@ -302,7 +302,7 @@ def _needs_05(b: _Builder, seed: int) -> None:
                                  seed=seed)
     b.model("resnet", d, seed, loss="ls_lsq", loss_params={"lambda1": 1.0, "lambda2": 0.0}, depth=p.resnet_depth,
             epochs=p.resnet_epochs)
-    grid_steps = min(rob.DEFAULT_STEPS, int(p.attack_steps))
+    grid_steps = min(outcomes.DEFAULT_STEPS, int(p.attack_steps))
     for l1 in p.grid:
         for l2 in p.grid:
             m = b.model("resnet", "mnist", seed, loss="ls_lsq", loss_params={"lambda1": float(l1), "lambda2": float(l2)},
@@ -338,10 +338,10 @@ def build_plan(profile: str, seeds: int = 1, chapters: tuple[str, ...] | list[st
 @functools.cache
 def _eval_subset_shas(dataset: str, n: int, seed: int) -> tuple[str, str, int]:
     """The hashes ``robustness.adversarial_outputs`` puts in its key for ``eval_subset(dataset, n, train=False)``."""
-    from softlib.chapters.ch05 import robustness as rob
+    from softlib.chapters.ch05 import lambda_grid, outcomes
 
-    x, y = rob.eval_subset(dataset, n, train=False, seed=seed)
-    return rob._sha(x), rob._sha(y), len(x)
+    x, y = lambda_grid.eval_subset(dataset, n, train=False, seed=seed)
+    return outcomes._sha(x), outcomes._sha(y), len(x)
 
 
 _ATTACK_GRADS = {"maxconf": 9, "deepfool": 10}  # MaxConfidence: one targeted run per wrong class; DeepFool: all classes

@@ -56,8 +56,8 @@ LOG_NAME = "prebuild-log.jsonl"
 def execute(task: Task, profile: str) -> None:
     """Build ``task``'s entry with the same calls the notebooks make (cache hits are no-ops)."""
     from softlib import sets, zoo
-    from softlib.chapters.ch04 import transfer
-    from softlib.chapters.ch05 import robustness as rob
+    from softlib.chapters.ch04 import runner, settings
+    from softlib.chapters.ch05 import lambda_grid, outcomes
 
     c = task.call
 
@@ -71,14 +71,14 @@ def execute(task: Task, profile: str) -> None:
         sets.get_set(c["name"], model(c["model"]), profile=profile, n=c["n"], part=c["part"], dataset=c["dataset"],
                      seed=c["seed"])
     elif task.kind == "robustness":
-        x, y = rob.eval_subset(c["dataset"], c["n"], train=False, seed=c["seed"])
+        x, y = lambda_grid.eval_subset(c["dataset"], c["n"], train=False, seed=c["seed"])
         from softlib.profiles import get_profile
 
-        rob.adversarial_outputs(model(c["model"]), x, y, attack=c["attack"], eps=c["eps"], loss=c["loss"],
+        outcomes.adversarial_outputs(model(c["model"]), x, y, attack=c["attack"], eps=c["eps"], loss=c["loss"],
                                 steps=c["steps"], seed=c["seed"], batch_size=get_profile(profile).eval_batch)
     elif task.kind == "transfer":
-        st = transfer.load_setting(c["setting"], profile, seed=c["seed"], n=c["n"], progress=False)
-        transfer.transfer_experiment(st, iters=c["iters"], seed=c["seed"], pixel_units=c["pixel_units"],
+        st = settings.load_setting(c["setting"], profile, seed=c["seed"], n=c["n"], progress=False)
+        runner.transfer_experiment(st, iters=c["iters"], seed=c["seed"], pixel_units=c["pixel_units"],
                                      eval_every=c["eval_every"], progress=False)
     else:  # pragma: no cover - plan.KINDS is closed
         raise SoftlibError(f"unknown task kind {task.kind!r}")

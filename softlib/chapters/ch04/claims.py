@@ -4,10 +4,10 @@ Each :class:`softlib.claims.Claim` quotes 004 (the longer version; 001 has the s
 for section 2), gives the criterion and where it comes from, and maps the chapter's results to
 a verdict. The results mapping:
 
-- ``arrays``: the trajectories of :func:`softlib.chapters.ch04.transfer.transfer_experiment` (per attack and
+- ``arrays``: the trajectories of :func:`softlib.chapters.ch04.runner.transfer_experiment` (per attack and
   source: ``top_act``, ``top_soft``, ``eval_steps``, ``targets``, ``observer/<other>``; ``y``);
 - ``natural_max``: source name -> the highest class activation of any natural test image
-  (:func:`softlib.chapters.ch04.transfer.natural_activations`);
+  (:func:`softlib.chapters.ch04.aggregation.natural_activations`);
 - optional ``n_boot`` (default 1000) and ``seed`` (default 0).
 
 **The regime of the lemmas.** Lemma 2.1 speaks of examples whose float32 softmax already reads
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from softlib.chapters.ch04 import transfer
+from softlib.chapters.ch04 import aggregation
 from softlib.claims import (
     UNDETERMINED,
     Claim,
@@ -50,7 +50,7 @@ CHAPTER = "04_overoptimization_transferability"
 
 def pairs(arrays: Mapping[str, np.ndarray]) -> list[tuple[str, str]]:
     """Every ordered (source, other) pair of the models in ``arrays``."""
-    names = transfer.model_names(dict(arrays))
+    names = aggregation.model_names(dict(arrays))
     return [(s, d) for s in names for d in names if s != d]
 
 
@@ -76,7 +76,7 @@ def _median(v: np.ndarray) -> float:
 
 def mid_step(flags: np.ndarray) -> int:
     """The evaluated step (column) at which the share of examples transferred so far is closest to 50%."""
-    return int(np.argmin(np.abs(transfer.cumulative(flags).mean(axis=0) - 0.5)))
+    return int(np.argmin(np.abs(aggregation.cumulative(flags).mean(axis=0) - 0.5)))
 
 
 # ---------------------------------------------------------------------------- the numbers
@@ -87,11 +87,11 @@ def saturation_lead(results: Mapping[str, Any], src: str, dst: str) -> Estimate 
     the example has transferred) - (first step at which its float32 softmax reads 1.0), in evaluated
     steps; an example that never saturates counts as saturating after the last step. None if fewer
     than 2 retained examples."""
-    values, flags, _ = transfer.pair_data(dict(results["arrays"]), "overoptimized", src, dst)
-    keep = transfer.clean(flags)
+    values, flags, _ = aggregation.pair_data(dict(results["arrays"]), "overoptimized", src, dst)
+    keep = aggregation.clean(flags)
     if keep.sum() < 2:
         return None
-    lead = (first_true(transfer.cumulative(flags)) - first_true(values["soft"] == 1.0))[keep].astype(float)
+    lead = (first_true(aggregation.cumulative(flags)) - first_true(values["soft"] == 1.0))[keep].astype(float)
     return bootstrap(_median, lead, **boot_args(results))
 
 
@@ -101,8 +101,8 @@ def below_one_gap(results: Mapping[str, Any], src: str, dst: str) -> dict[str, E
     arr = dict(results["arrays"])
     cols = []
     for attack in ("multiclass", "overoptimized"):
-        values, flags, _ = transfer.pair_data(arr, attack, src, dst)
-        cols += [transfer.clean(flags).astype(float), (values["soft"][:, -1] < 1.0).astype(float)]
+        values, flags, _ = aggregation.pair_data(arr, attack, src, dst)
+        cols += [aggregation.clean(flags).astype(float), (values["soft"][:, -1] < 1.0).astype(float)]
     if cols[0].sum() < 1 or cols[2].sum() < 1:
         return None
 
@@ -123,11 +123,11 @@ def saturated_rho(results: Mapping[str, Any], src: str, dst: str) -> tuple[Estim
     Returns ``(estimate or None, examples in the regime, step)``; None when fewer than 3 examples
     are in the regime or they all share one transfer outcome.
     """
-    values, flags, steps = transfer.pair_data(dict(results["arrays"]), "overoptimized", src, dst)
+    values, flags, steps = aggregation.pair_data(dict(results["arrays"]), "overoptimized", src, dst)
     j = mid_step(flags)
     sat = values["soft"][:, j] == 1.0
     act = values["act"][sat, j].astype(float)
-    moved = transfer.cumulative(flags)[sat, j].astype(float)
+    moved = aggregation.cumulative(flags)[sat, j].astype(float)
     if sat.sum() < 3 or np.ptp(moved) == 0:
         return None, int(sat.sum()), int(steps[j])
     return bootstrap(spearman, act, moved, **boot_args(results)), int(sat.sum()), int(steps[j])
@@ -136,9 +136,9 @@ def saturated_rho(results: Mapping[str, Any], src: str, dst: str) -> tuple[Estim
 def multiclass_rho_gap(results: Mapping[str, Any], src: str, dst: str) -> tuple[Estimate | None, int]:
     """Multi-class, ``src`` -> ``dst``, at the mid-transfer step, over all examples: rho(activation,
     transferred) - rho(softmax, transferred), paired bootstrap (a constant softmax counts as rho 0)."""
-    values, flags, steps = transfer.pair_data(dict(results["arrays"]), "multiclass", src, dst)
+    values, flags, steps = aggregation.pair_data(dict(results["arrays"]), "multiclass", src, dst)
     j = mid_step(flags)
-    moved = transfer.cumulative(flags)[:, j].astype(float)
+    moved = aggregation.cumulative(flags)[:, j].astype(float)
     if np.ptp(moved) == 0:
         return None, int(steps[j])
 
@@ -220,7 +220,7 @@ def check_activation_multiclass(results: Mapping[str, Any]) -> Outcome:
 def check_beyond_natural(results: Mapping[str, Any]) -> Outcome:
     """Over-optimised activations end above the highest natural activation, for every source."""
     nums, parts = {}, []
-    for src in transfer.model_names(dict(results["arrays"])):
+    for src in aggregation.model_names(dict(results["arrays"])):
         e = final_activation(results, src)
         nums[f"{src}: median final activation - natural max"] = e
         parts.append(greater_than(e, 0.0))

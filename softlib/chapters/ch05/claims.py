@@ -10,7 +10,7 @@ The result tables (``results`` mapping; every test reads only what it needs):
 - ``dataset``: ``"mnist"`` or ``"cifar10"``;
 - ``acc_examples``: one row per (loss, test example), columns ``loss, correct`` (0/1, the
   loss' own prediction rule): the accuracy of 003 table 2 with a bootstrap interval;
-- ``examples``: :func:`softlib.chapters.ch05.robustness.example_outcomes` rows of CE, RCE and OVM
+- ``examples``: :func:`softlib.chapters.ch05.outcomes.example_outcomes` rows of CE, RCE and OVM
   (``loss, attack, eps, example, adv_correct, legit_score, adv_score``), the same test
   images for every model, so differences between models are *paired* bootstraps;
 - ``grid_examples``: the grid's per-example PGD outcomes (``lambda1, lambda2, example,
@@ -37,7 +37,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from softlib.chapters.ch05.robustness import class_compactness, fast_auc
+from softlib.chapters.ch05.detection import fast_auc
+from softlib.chapters.ch05.embedding import class_compactness
 from softlib.claims import (
     NOT_TESTABLE,
     Claim,
