@@ -321,9 +321,9 @@ def recorded_run(chapter: str, profile: str = "paper") -> dict[str, Any] | None:
     """The run of ``chapter`` recorded in the repository's ``results/<profile>/`` (None if there is none)."""
     import json
 
-    from .tooling.record import REPO
+    from .paths import repo_root
 
-    path = REPO / "results" / profile / f"{chapter}.json"
+    path = repo_root() / "results" / profile / f"{chapter}.json"
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:

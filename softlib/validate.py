@@ -324,8 +324,8 @@ def check_notebook_parameters(declared: Iterable[str] | None = None, *, history:
 
 def check_environment() -> None:
     """Check the SOFTLIB_* variables a run reads, before the run's expensive work."""
+    from .paths import check_results_dir
     from .runtime import get_device
-    from .tooling.record import check_results_dir
 
     max_alloc_bytes()
     get_device()

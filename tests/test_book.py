@@ -11,7 +11,11 @@ import nbformat
 import pytest
 
 import softlib
-from softlib.tooling.notebooks import NOTEBOOKS, REPO, tidy_outputs
+from softlib.paths import repo_root
+from softlib.tooling.notebooks import tidy_outputs
+
+REPO = repo_root()
+NOTEBOOKS = REPO / "notebooks"
 
 PYS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 BOOK = REPO / "book"

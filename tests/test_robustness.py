@@ -60,12 +60,12 @@ def test_kde_auc_on_separated_clouds():
     legit = centers[ty] + rng.normal(size=(150, 8))
     adv = centers[ty] + 6 + rng.normal(size=(150, 8))  # off the class manifold
     kde = detection.make_kde(1.0).fit(fit, fy)
-    auc = detection.detection_auc(kde.score_samples(legit, ty), kde.score_samples(adv, ty))
+    auc = detection.fast_auc(kde.score_samples(legit, ty), kde.score_samples(adv, ty))
     assert auc > 0.99
-    assert np.isnan(detection.detection_auc([], [1.0]))
+    assert np.isnan(detection.fast_auc([], [1.0]))
     # and the wrong way round (adversarial points *on* the manifold) is near chance
     same = centers[ty] + rng.normal(size=(150, 8))
-    assert 0.35 < detection.detection_auc(kde.score_samples(legit, ty), kde.score_samples(same, ty)) < 0.65
+    assert 0.35 < detection.fast_auc(kde.score_samples(legit, ty), kde.score_samples(same, ty)) < 0.65
 
 
 def test_kde_errors():
@@ -148,20 +148,22 @@ def test_prediction_view_applies_rce_rule(rce_model):
         views.PredictionView(rce_model, "mse")
 
 
-def test_model_loss_reads_zoo_meta():
+def test_model_loss_reads_the_trained_model():
+    from softlib.models import TrainedModel, model_loss
+
     m = nn.Linear(2, 2)
-    assert views.model_loss(m) == "ce"
-    m.meta = {"spec": {"loss": "rce"}}
-    assert views.model_loss(m) == "rce"
-    assert views.model_loss(m, "ovm") == "ovm"
+    assert model_loss(m) == "ce"
+    assert model_loss(TrainedModel(m, "k", {}, loss="rce")) == "rce"
+    assert model_loss(TrainedModel(m, "k", {}, loss="rce"), "ovm") == "ovm"
+    assert model_loss(views.PredictionView(TrainedModel(m, "k", loss="rce"), "rce")) == "ce"  # never twice
 
 
 def test_attacks_on_rce_model_need_the_rule(rce_model):
     """PGD through the RCE rule breaks the model; CE-attacking the raw logits barely does."""
     x, y = _toy_data(96, 2)
     fx, fy = _toy_data(200, 3)
-    df = outcomes.evaluate_model(rce_model, x, y, fit_x=fx, fit_y=fy, loss="rce", attacks=("pgd",),
-                            eps_list=(0.0, 0.3), steps=5, progress=False)
+    df = outcomes.rates_table(outcomes.example_outcomes(rce_model, x, y, fit_x=fx, fit_y=fy, loss="rce", attacks=("pgd",),
+                            eps_list=(0.0, 0.3), steps=5, progress=False))
     clean, adv = df["accuracy"].tolist()
     assert clean > 0.9 and adv < clean - 0.3
     assert np.isnan(df["auc"].iloc[0]) and 0.0 <= df["auc"].iloc[1] <= 1.0
@@ -177,11 +179,11 @@ def test_attacks_on_rce_model_need_the_rule(rce_model):
     assert raw_acc > adv + 0.3
 
 
-def test_evaluate_model_curves(ce_model):
+def test_rates_table_curves(ce_model):
     x, y = _toy_data(64, 4)
     fx, fy = _toy_data(200, 5)
-    df = outcomes.evaluate_model(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=outcomes.ATTACKS,
-                            eps_list=(0.0, 0.1, 0.4), steps=4, progress=False)
+    df = outcomes.rates_table(outcomes.example_outcomes(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=outcomes.ATTACKS,
+                            eps_list=(0.0, 0.1, 0.4), steps=4, progress=False))
     assert list(df.columns) == ["loss", "attack", "eps", "accuracy", "auc", "n_legit", "n_adv", "bandwidth"]
     assert len(df) == 9
     for att, sub in df.groupby("attack"):
@@ -192,7 +194,9 @@ def test_evaluate_model_curves(ce_model):
     big = df[df.eps == 0.4].set_index("attack")["accuracy"]
     assert big["pgd"] <= big["fgsm"] + 0.1
     with pytest.raises(SoftlibError, match="allowed"):
-        outcomes.evaluate_model(ce_model, x, y, fit_x=fx, fit_y=fy, attacks=("cw",))
+        outcomes.rates_table(outcomes.example_outcomes(ce_model, x, y, fit_x=fx, fit_y=fy, attacks=("cw",)))
+    with pytest.raises(SoftlibError, match="example_outcomes"):
+        outcomes.rates_table(df)  # a rates table is not per-example rows
 
 
 def test_example_outcomes_are_the_rates_per_example(ce_model):
@@ -205,13 +209,23 @@ def test_example_outcomes_are_the_rates_per_example(ce_model):
     # positives: attacks that succeeded on correctly classified images; negatives: correct clean images
     assert np.isfinite(big["adv_score"]).sum() == int((big.clean_correct & ~big.adv_correct).sum())
     assert np.isfinite(big["legit_score"]).sum() == int(big.clean_correct.sum())
-    df = outcomes.evaluate_model(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=("fgsm",), eps_list=(0.0, 0.4),
-                            progress=False)
+    df = outcomes.rates_table(outcomes.example_outcomes(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=("fgsm",), eps_list=(0.0, 0.4),
+                            progress=False))
     r = outcomes.rates(big)
     assert df.iloc[1]["accuracy"] == r["accuracy"] and df.iloc[1]["n_adv"] == r["n_adv"]
     ok = np.isfinite(big["legit_score"]), np.isfinite(big["adv_score"])
-    assert r["auc"] == pytest.approx(detection.detection_auc(big["legit_score"][ok[0]], big["adv_score"][ok[1]]))
+    assert r["auc"] == pytest.approx(_sk_auc(big["legit_score"][ok[0]], big["adv_score"][ok[1]]))
     assert outcomes.correct_examples(ce_model, x, y, loss="ce").tolist() == ex[ex.eps == 0].clean_correct.tolist()
+
+
+def _sk_auc(legit, adv) -> float:
+    """The oracle: scikit-learn's ROC AUC, adversarial = positive, lower score = more adversarial."""
+    from sklearn.metrics import roc_auc_score
+
+    legit, adv = np.asarray(legit, float), np.asarray(adv, float)
+    if not len(legit) or not len(adv):
+        return float("nan")
+    return float(roc_auc_score(np.r_[np.zeros(len(legit)), np.ones(len(adv))], -np.r_[legit, adv]))
 
 
 def test_fast_auc_matches_sklearn():
@@ -219,21 +233,20 @@ def test_fast_auc_matches_sklearn():
     legit = rng.normal(size=50)
     adv = rng.normal(-1.0, size=40)
     adv[:6] = legit[:6]  # ties across the two sides
-    assert detection.fast_auc(legit, adv) == pytest.approx(detection.detection_auc(legit, adv))
-    assert detection.fast_auc(np.r_[legit, np.nan], np.r_[np.nan, adv]) == pytest.approx(detection.detection_auc(legit, adv))
+    assert detection.fast_auc(legit, adv) == pytest.approx(_sk_auc(legit, adv))
+    assert detection.fast_auc(np.r_[legit, np.nan], np.r_[np.nan, adv]) == pytest.approx(_sk_auc(legit, adv))
     assert np.isnan(detection.fast_auc([], [1.0])) and np.isnan(detection.fast_auc([1.0], [np.nan]))
 
 
 def test_adversarial_outputs_cached(ce_model, tmp_cache):
     x, y = _toy_data(16, 6)
-    ce_model.cache_key = "toy-ce"
-    try:
-        a = outcomes.adversarial_outputs(ce_model, x, y, attack="pgd", eps=0.2, steps=3, seed=0)
-        assert any(tmp_cache.rglob("*.npz"))
-        b = outcomes.adversarial_outputs(ce_model, x, y, attack="pgd", eps=0.2, steps=3, seed=0)
-        assert np.array_equal(a["pred"], b["pred"]) and np.array_equal(a["hidden"], b["hidden"])
-    finally:
-        del ce_model.cache_key
+    from softlib.models import TrainedModel
+
+    keyed = TrainedModel(ce_model, "toy-ce")
+    a = outcomes.adversarial_outputs(keyed, x, y, attack="pgd", eps=0.2, steps=3, seed=0)
+    assert any(tmp_cache.rglob("*.npz"))
+    b = outcomes.adversarial_outputs(keyed, x, y, attack="pgd", eps=0.2, steps=3, seed=0)
+    assert np.array_equal(a["pred"], b["pred"]) and np.array_equal(a["hidden"], b["hidden"])
     with pytest.raises(SoftlibError):
         outcomes.adversarial_outputs(ce_model, x, y, attack="pgd", eps=1.5)
 

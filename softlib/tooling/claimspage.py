@@ -127,7 +127,7 @@ def page(results: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m softlib.tooling.claimspage [--out PATH]``."""
-    from softlib.tooling.record import results_dir
+    from softlib.paths import results_dir
 
     parser = argparse.ArgumentParser(prog="python -m softlib.tooling.claimspage")
     parser.add_argument("--out", type=Path, default=Path("book/chapters/claims.md"))

@@ -171,9 +171,10 @@ def _md5(path: Path) -> str:
 
 def build(out: Path, pythons: tuple[str, ...] = PYTHONS, max_mb: float = MAX_MB) -> dict[str, Any]:
     """Build the kit folder ``out`` (needs network for pip; the data must be in softlib's data root)."""
-    repo = Path(__file__).resolve().parents[2]
-    sys.path.insert(0, str(repo))
     from softlib.data import _RAW_MD5, dataset_dir, verify
+    from softlib.paths import repo_root
+
+    repo = repo_root()
 
     out = Path(out)
     if out.exists():

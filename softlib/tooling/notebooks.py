@@ -20,11 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from softlib.paths import REPO_ENV, repo_root
 from softlib.profiles import PROFILES
 from softlib.validate import SoftlibError, check_choice
 
-REPO = Path(__file__).resolve().parents[2]
-NOTEBOOKS = REPO / "notebooks"
+
+def notebooks_dir() -> Path:
+    """``notebooks/`` of the repository (:func:`softlib.paths.repo_root`)."""
+    return repo_root() / "notebooks"
 
 
 def _chapter_key(name: str) -> str:
@@ -42,7 +45,7 @@ def notebook_paths(only: list[str] | None = None) -> list[Path]:
     A name is a chapter number (``3``, ``03``), a notebook's stem or file name; every
     name must match a notebook (a typo is refused, not skipped).
     """
-    paths = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    paths = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
     if only is None:
         return paths
     if isinstance(only, (str, bytes)) or not isinstance(only, (list, tuple)):
@@ -95,10 +98,12 @@ def execute(path: Path, out: Path, parameters: dict[str, Any], *, cwd: Path | No
 
     out.parent.mkdir(parents=True, exist_ok=True)
     absolutize_env()
-    # the kernel inherits our environment: make `import softlib` find this checkout
+    # the kernel inherits our environment: make `import softlib` and softlib.paths find this checkout
+    root = repo_root()
+    os.environ[REPO_ENV] = str(root)
     paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    if str(REPO) not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *[p for p in paths if p]])
+    if str(root) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *[p for p in paths if p]])
     # figures must be captured as outputs: an inherited MPLBACKEND=Agg would silence plt.show()
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     t0 = time.perf_counter()
@@ -150,7 +155,7 @@ def tidy_outputs(path: Path) -> int:
 
 def _previous_seconds(profile: str) -> dict[str, float]:
     """Per-notebook seconds of the last recorded build of ``profile`` (for an ETA), if any."""
-    from softlib.tooling.record import results_dir
+    from softlib.paths import results_dir
 
     try:
         d = json.loads((results_dir() / f"timings-{profile}.json").read_text())
@@ -245,7 +250,7 @@ def recorded_runs_page() -> str:
              "named on each page; the files below are the runs recorded in the repository, with "
              "the commit, device and wall time that produced them.", ""]
     for profile in ("paper", "quick"):
-        files = sorted((REPO / "results" / profile).glob("*.json"))
+        files = sorted((repo_root() / "results" / profile).glob("*.json"))
         lines.append(f"## Profile `{profile}`")
         lines.append("")
         if not files:
@@ -261,7 +266,7 @@ def recorded_runs_page() -> str:
             lines.append(f"| {d.get('chapter', f.stem)} | `{d.get('commit', '?')}` | {d.get('device', '?')} | "
                          f"{d.get('when', '?')} | {'' if wall is None else f'{wall:.0f}'} |")
         lines.append("")
-    timing = REPO / "results" / "timings-quick.json"
+    timing = repo_root() / "results" / "timings-quick.json"
     if timing.exists():
         t = json.loads(timing.read_text())
         lines += [f"Latest recorded quick build: {t['total_s']:.0f} s of notebook execution on {t['device']} "
@@ -271,7 +276,8 @@ def recorded_runs_page() -> str:
 
 def _report(profile: str, timings: list[Timing]) -> None:
     from softlib.cache import atomic_write_json
-    from softlib.tooling.record import device_label, git_commit, results_dir
+    from softlib.paths import results_dir
+    from softlib.tooling.record import device_label, git_commit
 
     total = sum(t.seconds for t in timings if t.ok)
     print(f"\n{'notebook':40s} {'seconds':>9s}")
@@ -303,7 +309,7 @@ def sync() -> None:
     import jupytext
     import nbformat
 
-    for py in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py")):
+    for py in sorted(notebooks_dir().glob("[0-9][0-9]_*.py")):
         nb = jupytext.read(py)
         nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
         nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
@@ -325,9 +331,10 @@ def sync() -> None:
 
 def bench() -> None:
     """Run every ``benchmarks/bench_*.py`` (each prints its table and writes results/bench-<device>.json)."""
-    for script in sorted((REPO / "benchmarks").glob("bench_*.py")):
+    root = repo_root()
+    for script in sorted((root / "benchmarks").glob("bench_*.py")):
         print(f"== {script.name}", flush=True)
-        subprocess.run([sys.executable, str(script)], check=True, cwd=REPO)
+        subprocess.run([sys.executable, str(script)], check=True, cwd=root)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,14 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="execute the chapter notebooks with papermill")
     r.add_argument("--profile", default="quick")
-    r.add_argument("--out", type=Path, default=REPO / "book" / "chapters")
+    r.add_argument("--out", type=Path, default=None, help="default: book/chapters in the repository")
     r.add_argument("--only", nargs="*", default=None, help="chapter numbers or names (default: all)")
     sub.add_parser("sync", help="pair notebooks/*.py -> *.ipynb")
     sub.add_parser("bench", help="run the benchmarks")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "run":
-            run_all(args.profile, args.out, args.only)
+            run_all(args.profile, args.out or repo_root() / "book" / "chapters", args.only)
         elif args.cmd == "sync":
             sync()
         else:

@@ -20,22 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from softlib.paths import check_results_dir, repo_root, results_dir
 from softlib.validate import SoftlibError
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def results_dir() -> Path:
-    """``$SOFTLIB_RESULTS`` (made absolute), else ``results/`` in the repository."""
-    env = os.environ.get("SOFTLIB_RESULTS")
-    return Path(env).expanduser().absolute() if env else REPO / "results"
-
-
-def check_results_dir() -> Path:
-    """The results folder, checked *before* the work whose numbers go there (creatable, writable)."""
-    from softlib.cache import ensure_dir
-
-    return ensure_dir(results_dir(), "results", "SOFTLIB_RESULTS")
 
 
 def _plain(v: Any) -> Any:
@@ -68,9 +54,9 @@ def device_label() -> str:
 def git_commit() -> str:
     """The short commit of this checkout, or "unknown"."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True,
                               text=True, timeout=10).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, SoftlibError):
         return "unknown"
 
 
@@ -96,15 +82,6 @@ def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float
     path = results_dir() / profile / f"{chapter}.json"
     atomic_write_json(path, payload)
     return path
-
-
-def load(chapter: str, profile: str) -> dict[str, Any] | None:
-    """A recorded file, or None when there is none (e.g. no paper-profile run recorded yet)."""
-    for base in (results_dir(), REPO / "results"):
-        path = base / profile / f"{chapter}.json"
-        if path.exists():
-            return json.loads(path.read_text())
-    return None
 
 
 def merge_json(path: Path, key: str, value: Any) -> None:

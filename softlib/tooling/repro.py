@@ -73,9 +73,10 @@ def _run(profile: str, only: list[str], threads: int, root: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     """``python -m softlib.tooling.repro``: see the module docstring."""
     from softlib.cache import atomic_write_json
+    from softlib.paths import results_dir
     from softlib.profiles import PROFILES
     from softlib.tooling.notebooks import notebook_paths
-    from softlib.tooling.record import git_commit, results_dir
+    from softlib.tooling.record import git_commit
 
     parser = argparse.ArgumentParser(prog="python -m softlib.tooling.repro")
     parser.add_argument("--profile", default="quick")

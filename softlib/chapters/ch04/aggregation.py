@@ -23,6 +23,7 @@ confidence interval" without more.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,7 +31,8 @@ import torch
 from scipy import stats
 from torch import nn
 
-from softlib.chapters.ch04.runner import ATTACKS, _slices
+from softlib.chapters.ch04.runner import ATTACKS
+from softlib.models import predict
 from softlib.runtime import get_device
 from softlib.validate import SoftlibError, check_choice, check_float
 
@@ -152,6 +154,16 @@ def model_names(arrays: dict[str, np.ndarray]) -> list[str]:
     return names
 
 
+def ordered_pairs(arrays: dict[str, np.ndarray], attack: str, criterion: str = "target") -> Iterator[
+        tuple[str, str, dict[str, np.ndarray], np.ndarray, np.ndarray]]:
+    """``(source, other, values, flags, steps)`` of :func:`pair_data` for every ordered pair of models."""
+    names = model_names(arrays)
+    for src in names:
+        for dst in names:
+            if dst != src:
+                yield (src, dst, *pair_data(arrays, attack, src, dst, criterion))
+
+
 def pair_curves(arrays: dict[str, np.ndarray], attack: str, *, criterion: str = "target", rule: str = "last",
                 level: float = 0.95) -> pd.DataFrame:
     """Long table of the aggregated curves of every ordered pair (004 figures 4 and 5).
@@ -161,18 +173,13 @@ def pair_curves(arrays: dict[str, np.ndarray], attack: str, *, criterion: str = 
     import pandas as pd
 
     rows = []
-    names = model_names(arrays)
-    for src in names:
-        for dst in names:
-            if dst == src:
-                continue
-            values, flags, steps = pair_data(arrays, attack, src, dst, criterion)
-            agg = aggregate(values, flags, clean(flags, rule), level)
-            rows.append(pd.DataFrame({
-                "source": src, "other": dst, "step": steps, "pct": agg["pct"],
-                **{k: agg[k] for k in agg if k.startswith(("act_", "soft_"))},
-                "n_kept": int(agg["n"]), "n_total": len(flags),
-            }))
+    for src, dst, values, flags, steps in ordered_pairs(arrays, attack, criterion):
+        agg = aggregate(values, flags, clean(flags, rule), level)
+        rows.append(pd.DataFrame({
+            "source": src, "other": dst, "step": steps, "pct": agg["pct"],
+            **{k: agg[k] for k in agg if k.startswith(("act_", "soft_"))},
+            "n_kept": int(agg["n"]), "n_total": len(flags),
+        }))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -213,13 +220,7 @@ def natural_activations(model: nn.Module, x: torch.Tensor, *, batch_size: int = 
     images whose float32 softmax already reads exactly 1.0 and ``min_act_soft_one``
     the smallest top activation among them.
     """
-    device = device or get_device()
-    model = model.eval().to(device)
-    zs = []
-    with torch.inference_mode():
-        for s in _slices(len(x), batch_size):
-            zs.append(model(x[s].to(device)).float().cpu())
-    z = torch.cat(zs)
+    z = torch.from_numpy(predict(model, x, batch_size=batch_size, device=device or get_device(), features=False)["logits"])
     soft1 = torch.softmax(z, dim=1).max(dim=1).values == 1.0
     return {
         "max": float(z.max()),
@@ -227,3 +228,35 @@ def natural_activations(model: nn.Module, x: torch.Tensor, *, batch_size: int = 
         "soft_one": float(soft1.float().mean()),
         "min_act_soft_one": float(z.max(dim=1).values[soft1].min()) if bool(soft1.any()) else float("nan"),
     }
+
+
+def nan_median(values: Any) -> float:
+    """Median ignoring NaN; NaN (no warning) when nothing is left."""
+    v = np.asarray(values, dtype=float)
+    return float(np.median(v[np.isfinite(v)])) if np.isfinite(v).any() else float("nan")
+
+
+def saturation_table(arrays: dict[str, np.ndarray], natural: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """How far the attacks go, per attack and source: :func:`softmax_saturation` and final activations.
+
+    ``natural``: :func:`natural_activations` per source model (its ``max`` is the natural maximum).
+    """
+    import pandas as pd
+
+    rows = []
+    for a in ATTACKS:
+        for src in model_names(arrays):
+            s = softmax_saturation(arrays, a, src)
+            top, soft = arrays[f"{a}/{src}/top_act"], arrays[f"{a}/{src}/top_soft"]
+            rows.append({
+                "attack": a, "source": src,
+                "reach softmax 1.0": s["fraction"],
+                "CA1 when softmax hits 1.0 (median)": s["act_median"],
+                "gap when softmax hits 1.0 (median)": s["gap_median"],
+                "step (median)": s["first_step_median"],
+                "final CA1 median": float(np.median(top[:, -1])),
+                "final CA1 max": float(top[:, -1].max()),
+                "final softmax median": float(np.median(soft[:, -1])),
+                "natural max CA": natural[src]["max"],
+            })
+    return pd.DataFrame(rows)

@@ -17,12 +17,12 @@ correlation: rho and p are NaN and the table says so.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
-from softlib.chapters.ch04.aggregation import aggregate, clean, cumulative, model_names, pair_data
+from softlib.chapters.ch04.aggregation import aggregate, clean, cumulative, nan_median, ordered_pairs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -52,26 +52,33 @@ def rank_correlations(arrays: dict[str, np.ndarray], attack: str, *, criterion: 
     import pandas as pd
 
     rows = []
-    names = model_names(arrays)
-    for src in names:
-        for dst in names:
-            if dst == src:
-                continue
-            values, flags, steps = pair_data(arrays, attack, src, dst, criterion)
-            keep = clean(flags, rule)
-            agg = aggregate(values, flags, keep)
-            ca, pa = _spearman(agg["pct"], agg["act_mean"])
-            cs, ps = _spearman(agg["pct"], agg["soft_mean"])
-            cum = cumulative(flags)
-            frac = cum.mean(axis=0)
-            j = int(np.argmin(np.abs(frac - 0.5)))
-            ea, epa = _spearman(values["act"][:, j], cum[:, j])
-            es, eps = _spearman(values["soft"][:, j], cum[:, j])
-            rows.append({
-                "source": src, "other": dst, "n_kept": int(keep.sum()), "n_total": len(keep),
-                "curve_act_rho": ca, "curve_act_p": pa, "curve_soft_rho": cs, "curve_soft_p": ps,
-                "mid_step": int(steps[j]), "mid_pct": 100.0 * float(frac[j]),
-                "ex_act_rho": ea, "ex_act_p": epa, "ex_soft_rho": es, "ex_soft_p": eps,
-                "soft_constant": bool(np.ptp(values["soft"][:, j]) == 0),
-            })
+    for src, dst, values, flags, steps in ordered_pairs(arrays, attack, criterion):
+        keep = clean(flags, rule)
+        agg = aggregate(values, flags, keep)
+        ca, pa = _spearman(agg["pct"], agg["act_mean"])
+        cs, ps = _spearman(agg["pct"], agg["soft_mean"])
+        cum = cumulative(flags)
+        frac = cum.mean(axis=0)
+        j = int(np.argmin(np.abs(frac - 0.5)))
+        ea, epa = _spearman(values["act"][:, j], cum[:, j])
+        es, eps = _spearman(values["soft"][:, j], cum[:, j])
+        rows.append({
+            "source": src, "other": dst, "n_kept": int(keep.sum()), "n_total": len(keep),
+            "curve_act_rho": ca, "curve_act_p": pa, "curve_soft_rho": cs, "curve_soft_p": ps,
+            "mid_step": int(steps[j]), "mid_pct": 100.0 * float(frac[j]),
+            "ex_act_rho": ea, "ex_act_p": epa, "ex_soft_rho": es, "ex_soft_p": eps,
+            "soft_constant": bool(np.ptp(values["soft"][:, j]) == 0),
+        })
     return pd.DataFrame(rows)
+
+
+def correlation_summary(corr: pd.DataFrame, attack: str) -> dict[str, Any]:
+    """Medians over pairs of the four rank correlations of ``attack`` (rows of :func:`rank_correlations`
+    with an ``attack`` column), and in how many pairs each is positive with p < 0.05."""
+    d = corr[corr["attack"] == attack]
+    out: dict[str, Any] = {"pairs": len(d)}
+    for what in ("curve_act", "curve_soft", "ex_act", "ex_soft"):
+        rho = d[f"{what}_rho"].to_numpy(float)
+        out[f"{what}_median"] = nan_median(rho)
+        out[f"{what}_significant"] = int(((rho > 0) & (d[f"{what}_p"].to_numpy(float) < 0.05)).sum())
+    return out

@@ -1,5 +1,4 @@
-"""Chapter 04's figures: 004 figures 1, 2 (snapshots of one example), 4 and 5 (curves per pair).
-"""
+"""Chapter 04's figures: 004 figures 1, 2 (snapshots of one example), 4 and 5 (curves per pair)."""
 
 from __future__ import annotations
 
@@ -9,6 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from softlib.chapters.ch04 import overoptimize as oo
+from softlib.models import predict
 from softlib.runtime import get_device
 
 if TYPE_CHECKING:
@@ -19,9 +20,7 @@ def describe_images(model: nn.Module, x: torch.Tensor, k: int = 3, *, device: to
     """Top-``k`` classes, class activations (CA1..CAk) and the float32 softmax of the top class, per image."""
     import pandas as pd
 
-    device = device or get_device()
-    with torch.inference_mode():
-        z = model.eval().to(device)(x.to(device)).float().cpu()
+    z = torch.from_numpy(predict(model, x, device=device or get_device(), features=False)["logits"])
     top = z.topk(k, dim=1)
     soft = torch.softmax(z, dim=1).max(dim=1).values
     data: dict[str, Any] = {"prediction": top.indices[:, 0].numpy(), "confidence": soft.numpy()}
@@ -120,3 +119,27 @@ def plot_pairs(curves: pd.DataFrame, title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def snapshot_run(model: nn.Module, x1: torch.Tensor, targets: np.ndarray, attack: str, *, iters: int,
+                 pixel_scale: float, device: torch.device | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+    """One example's attack replayed and kept at the steps :func:`figure_steps` picks (004 figures 1, 2).
+
+    ``x1`` (1, C, H, W); ``targets`` the example's target classes (one for ``"overoptimized"``,
+    two for ``"multiclass"``). The attack is deterministic, so a first run finds the steps and a
+    second keeps their images. Returns the images (K, C, H, W) at step 0 and those steps, and
+    their :func:`describe_images` table with a ``step`` column first.
+    """
+    c = torch.as_tensor(np.asarray(targets), dtype=torch.long)
+    kw = dict(iters=iters, pixel_scale=pixel_scale, device=device, progress=False)
+
+    def run(**extra: Any) -> dict[str, np.ndarray]:
+        if attack == "overoptimized":
+            return oo.over_optimize(model, x1, c[:1], **kw, **extra)
+        return oo.multiclass_optimize(model, x1, c[:1], c[1:2], **kw, **extra)
+
+    steps = [0] + [s for s in figure_steps(run(), attack) if s > 0]
+    imgs = run(keep_steps=steps)["images"][0]
+    desc = describe_images(model, torch.from_numpy(imgs), device=device)
+    desc.insert(0, "step", steps)
+    return imgs, desc

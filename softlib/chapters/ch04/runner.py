@@ -18,6 +18,7 @@ from torch import nn
 from softlib.cache import cached_arrays
 from softlib.chapters.ch04 import overoptimize as oo
 from softlib.chapters.ch04.settings import Setting, random_targets
+from softlib.models import TrainedModel, predict
 from softlib.runtime import get_device
 from softlib.validate import SoftlibError, check_choice, check_float, check_int
 
@@ -90,19 +91,13 @@ def run_transfer(
             if a == "overoptimized":
                 rec = oo.over_optimize(model, x, c, **common)
             else:
-                with torch.inference_mode():
-                    z0 = torch.cat([model.eval().to(device)(x[s].to(device)).float().cpu()
-                                    for s in _slices(len(x), batch_size)])
+                z0 = torch.from_numpy(predict(model, x, batch_size=batch_size, device=device, features=False)["logits"])
                 d = oo.second_target(z0, c, y_t)
                 rec = oo.multiclass_optimize(model, x, c, d, **common)
             wall[f"{a}/{src}"] = time.perf_counter() - t0
             for k, v in rec.items():
                 out[f"{a}/{src}/{k}"] = v
     return out, {"wall_s": wall, "device": str(device)}
-
-
-def _slices(n: int, b: int) -> list[slice]:
-    return [slice(i, min(i + b, n)) for i in range(0, n, b)]
 
 
 def transfer_experiment(
@@ -119,7 +114,7 @@ def transfer_experiment(
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """:func:`run_transfer` on ``setting`` with seeded random targets, cached.
 
-    Cache key: the models' ``cache_key`` s, the image indices, targets seed,
+    Cache key: the models' keys (:class:`softlib.models.TrainedModel`), the image indices, targets seed,
     attack parameters, iterations and :data:`CODE_VERSION`.
     """
     iters = check_int("iterations", iters, low=1)
@@ -127,7 +122,7 @@ def transfer_experiment(
     spec = {
         "code_version": CODE_VERSION,
         "setting": setting.name,
-        "models": {k: getattr(m, "cache_key", type(m).__name__) for k, m in setting.models.items()},
+        "models": {k: m.key if isinstance(m, TrainedModel) else type(m).__name__ for k, m in setting.models.items()},
         "index": setting.index.tolist(),
         "n": len(setting.x),
         "iters": iters,

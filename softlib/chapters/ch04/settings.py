@@ -33,6 +33,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from softlib.models import TrainedModel, predict, prediction_rule
 from softlib.profiles import Profile, get_profile
 from softlib.runtime import get_device
 from softlib.validate import SoftlibError, check_choice, check_int
@@ -125,7 +126,7 @@ def select_correct(
             xd, yd = xb.to(device), yb.to(device)
             right = torch.zeros(len(xb), dtype=torch.long, device=device)
             for m in models.values():
-                right += (m.eval()(xd).argmax(dim=1) == yd).long()
+                right += (prediction_rule(m)(m.eval()(xd)) == yd).long()
             right = right.cpu().numpy()
             counts[seen : seen + len(xb)] = right
             take = np.flatnonzero(right == len(models))[: n - found]
@@ -177,7 +178,7 @@ def load_setting(setting: str, profile: Profile | str, *, seed: int = 0, n: int 
     strict = prof.name != "smoke"  # smoke models are barely trained: fill up with the best-classified images
     x, y, idx = select_correct(models, torch.utils.data.TensorDataset(xt, yt), n, seed=seed, progress=progress,
                                strict=strict, max_scan=None if strict else max(20 * n, 1000))
-    accs = {k: m.meta.get("test_acc") for k, m in models.items() if hasattr(m, "meta")}
+    accs = {k: m.meta.get("test_acc") for k, m in models.items() if isinstance(m, TrainedModel)}
     note = "stand-in for 004's ImageNet models: softlib's CNN, WRN and MLP trained on MNIST"
     n_all = _count_all_correct(models, x, y)
     if n_all < len(x):
@@ -187,11 +188,10 @@ def load_setting(setting: str, profile: Profile | str, *, seed: int = 0, n: int 
 
 
 def _count_all_correct(models: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor) -> int:
-    device = get_device()
     ok = torch.ones(len(x), dtype=torch.bool)
-    with torch.inference_mode():
-        for m in models.values():
-            ok &= (m.eval()(x.to(device)).argmax(dim=1).cpu() == y)
+    for m in models.values():
+        z = torch.from_numpy(predict(m, x, device=get_device(), features=False)["logits"])
+        ok &= prediction_rule(m)(z) == y
     return int(ok.sum())
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from softlib.losses import LOSSES
 from softlib.paper import detection_vs_robustness as p003
@@ -44,21 +43,8 @@ def paper_bandwidth(loss: str) -> float:
     return p003.KDE_BANDWIDTH["ce" if loss == "ls_lsq" else loss]
 
 
-def detection_auc(legit_scores: Any, adv_scores: Any) -> float:
-    """ROC AUC of telling adversarial from legitimate when *lower* scores mean adversarial.
-
-    NaN when either side is empty (no successful attack, or nothing to compare).
-    """
-    legit = np.asarray(legit_scores, np.float64).ravel()
-    adv = np.asarray(adv_scores, np.float64).ravel()
-    if len(legit) == 0 or len(adv) == 0:
-        return float("nan")
-    labels = np.r_[np.zeros(len(legit)), np.ones(len(adv))]
-    return float(roc_auc_score(labels, -np.r_[legit, adv]))
-
-
 def fast_auc(legit_scores: Any, adv_scores: Any) -> float:
-    """:func:`detection_auc` (lower score = adversarial) by ranks, NaN entries dropped.
+    """ROC AUC of telling adversarial from legitimate when *lower* scores mean adversarial, NaN entries dropped.
 
     The Mann-Whitney form, :math:`(R_{adv} - n_a(n_a+1)/2) / (n_a n_l)` on ``-score`` with
     average ranks for ties, equal to scikit-learn's ROC AUC but without its overhead, so that a

@@ -85,12 +85,12 @@ def run_grid(
         ex = example_outcomes(model, x, y, fit_x=fit_x, fit_y=fit_y, loss=loss, attacks=("pgd",),
                               eps_list=(eps,), bandwidth=bw, steps=steps, seed=seed,
                               batch_size=profile.eval_batch, progress=False)
-        test_acc = float(getattr(model, "meta", {}).get("test_acc", float("nan")))
+        test_acc = float(model.meta.get("test_acc", float("nan")))
         adv = rates(ex)
         rows.append({
             "lambda1": l1, "lambda2": l2, "clean_acc": float(ex["clean_correct"].mean()),
             "robust_acc": adv["accuracy"], "auc": adv["auc"], "n_legit": adv["n_legit"], "n_adv": adv["n_adv"],
-            "test_acc": test_acc, "cache_key": getattr(model, "cache_key", ""),
+            "test_acc": test_acc, "cache_key": model.key,
         })
         frames.append(ex.assign(lambda1=l1, lambda2=l2, test_acc=test_acc))
     table = pd.DataFrame(rows)

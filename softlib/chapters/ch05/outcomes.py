@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from softlib.cache import cached_arrays
 from softlib.chapters.ch05.detection import fast_auc, make_kde, paper_bandwidth
-from softlib.chapters.ch05.views import PredictionView, hidden_and_predictions, model_loss
+from softlib.chapters.ch05.views import PredictionView, hidden_and_predictions
+from softlib.models import TrainedModel, model_loss
 from softlib.validate import SoftlibError, check_choice, check_float, check_images, check_int
 
 #: Bump when a change here changes what is computed for the same inputs (part of cache keys).
@@ -62,7 +63,8 @@ def adversarial_outputs(
     ``attack`` in :data:`ATTACKS`; BIM and PGD take ``steps`` iterations of size
     ``eps / steps`` (003 section 4.3: n = 10, step eps/10; PGD starts at a uniform random
     point of the eps ball, Madry et al.). The attack sees :class:`PredictionView` (the RCE
-    rule). ``eps = 0`` returns the clean outputs. Cached when ``model`` has a ``cache_key``.
+    rule). ``eps = 0`` returns the clean outputs. Cached when ``model`` is a
+    :class:`softlib.models.TrainedModel` (keyed on its ``key``).
     """
     check_choice("attack", attack, ATTACKS)
     eps = check_float("eps", eps, low=0.0, high=1.0)
@@ -89,7 +91,7 @@ def adversarial_outputs(
         hidden, pred = hidden_and_predictions(view, x_adv, batch_size=batch_size)
         return {"pred": pred, "hidden": hidden}, {"wall_s": time.perf_counter() - t0}
 
-    key = getattr(model, "cache_key", None)
+    key = model.key if isinstance(model, TrainedModel) else None
     if key is None:
         return build()[0]
     spec = {
@@ -124,8 +126,8 @@ def example_outcomes(
     under its predicted class; NaN unless ``clean_correct``: the AUC's negatives) and
     ``adv_score`` (log density of the attacked image; NaN unless the attack *succeeded* on a
     correctly classified image: the AUC's positives, Feinman et al.'s protocol), ``bandwidth``.
-    Keeping the examples (not only the rates) is what lets a bootstrap over test examples put an
-    interval on every accuracy and AUC (:func:`summarize`). ``fit_x, fit_y``: training images the
+    Keeping the examples (not only the rates, :func:`rates_table`) is what lets a bootstrap over
+    test examples put an interval on every accuracy and AUC. ``fit_x, fit_y``: training images the
     per-class KDE is fitted on.
     """
     loss = model_loss(model, loss)
@@ -169,37 +171,20 @@ def rates(examples: pd.DataFrame) -> dict[str, float]:
             "n_legit": int(np.isfinite(legit).sum()), "n_adv": int(np.isfinite(adv).sum())}
 
 
-def evaluate_model(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    fit_x: torch.Tensor,
-    fit_y: torch.Tensor,
-    loss: str | None = None,
-    attacks: Sequence[str] = ATTACKS,
-    eps_list: Iterable[float] = (0.3,),
-    bandwidth: float | None = None,
-    steps: int = DEFAULT_STEPS,
-    seed: int = 0,
-    batch_size: int = 256,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Accuracy and KDE detection AUC of ``model`` per attack and eps (:func:`example_outcomes`, aggregated).
+def rates_table(examples: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy and KDE detection AUC per (loss, attack, eps) of :func:`example_outcomes` rows.
 
-    Returns one row per (attack, eps) with columns ``loss, attack, eps, accuracy`` (on
-    the adversarial images, the RCE rule applied), ``auc`` (KDE detection, in [0, 1];
-    NaN at eps 0 or without a successful attack), ``n_legit`` (correctly classified clean
-    images), ``n_adv`` (successful adversarial examples among them), ``bandwidth``.
+    Columns ``loss, attack, eps, accuracy`` (on the adversarial images, the RCE rule applied),
+    ``auc`` (KDE detection, in [0, 1]; NaN at eps 0 or without a successful attack), ``n_legit``
+    (correctly classified clean images), ``n_adv`` (successful adversarial examples among them),
+    ``bandwidth``; rows in the order of ``examples``.
     """
-    ex = example_outcomes(model, x, y, fit_x=fit_x, fit_y=fit_y, loss=loss, attacks=attacks, eps_list=eps_list,
-                          bandwidth=bandwidth, steps=steps, seed=seed, batch_size=batch_size, progress=progress)
-    rows = []
-    for (attack, eps), sub in ex.groupby(["attack", "eps"], sort=False):
-        rows.append({"loss": sub["loss"].iloc[0], "attack": attack, "eps": float(eps), **rates(sub),
-                     "bandwidth": float(sub["bandwidth"].iloc[0])})
-    out = pd.DataFrame(rows)
-    return out[["loss", "attack", "eps", "accuracy", "auc", "n_legit", "n_adv", "bandwidth"]]
+    missing = {"loss", "attack", "eps", "adv_correct", "legit_score", "adv_score", "bandwidth"} - set(examples.columns)
+    if missing:
+        raise SoftlibError(f"examples lack column(s) {sorted(missing)}: pass example_outcomes rows")
+    rows = [{"loss": loss, "attack": attack, "eps": float(eps), **rates(sub), "bandwidth": float(sub["bandwidth"].iloc[0])}
+            for (loss, attack, eps), sub in examples.groupby(["loss", "attack", "eps"], sort=False)]
+    return pd.DataFrame(rows, columns=["loss", "attack", "eps", "accuracy", "auc", "n_legit", "n_adv", "bandwidth"])
 
 
 def correct_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str | None = None,

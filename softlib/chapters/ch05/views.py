@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from softlib.losses import LOSSES, prediction_logits
-from softlib.runtime import batched
+from softlib.models import model_loss, predict
 from softlib.validate import check_choice, check_images
 
 
@@ -24,8 +24,8 @@ class PredictionView(nn.Module):
     ``forward`` returns :func:`softlib.losses.prediction_logits` (``-Z`` for ``"rce"``, ``Z``
     otherwise), so argmax is the prediction and the softmax / cross-entropy of the output
     mean what attacks assume. ``features`` and ``forward_with_features`` keep the model's
-    last hidden layer. The view deliberately has no ``meta`` (so code that reads
-    ``model.meta["loss"]`` does not apply the rule a second time).
+    last hidden layer. The view is not a :class:`softlib.models.TrainedModel`, so
+    :func:`softlib.models.model_loss` reads ``"ce"`` for it: the rule is never applied twice.
     """
 
     def __init__(self, model: nn.Module, loss: str) -> None:
@@ -44,43 +44,16 @@ class PredictionView(nn.Module):
         return self.model.features(x)
 
 
-def model_loss(model: nn.Module, loss: str | None = None) -> str:
-    """The training loss of ``model``: ``loss`` if given, else what ``model.meta`` records
-    (``meta["spec"]["loss"]`` for :mod:`softlib.zoo` models, or ``meta["loss"]``), else ``"ce"``."""
-    if loss is None:
-        meta = getattr(model, "meta", None)
-        loss = "ce"
-        if isinstance(meta, dict):
-            spec = meta.get("spec")
-            loss = spec.get("loss", "ce") if isinstance(spec, dict) else meta.get("loss", "ce")
-    return check_choice("loss", loss, LOSSES)
-
-
-def _device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def hidden_and_predictions(
     model: nn.Module, x: torch.Tensor, *, loss: str | None = None, batch_size: int = 512
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Last hidden layer (N, H) float32 and predicted labels (N,) int64, batched, inference mode."""
+    """Last hidden layer (N, H) float32 and predicted labels (N,) int64 (the loss' rule), batched.
+
+    ``loss``: default the model's (:func:`softlib.models.model_loss`).
+    """
     check_images("x", x)
     view = model if isinstance(model, PredictionView) else PredictionView(model, model_loss(model, loss))
-    dev = _device(view)
-    was_training = view.training
-    view.eval()
-    hs, ps = [], []
-    try:
-        with torch.inference_mode():
-            for sl in batched(len(x), batch_size):
-                h, z = view.forward_with_features(x[sl].to(dev))
-                hs.append(h.float().cpu())
-                ps.append(z.argmax(dim=1).cpu())
-    finally:
-        view.train(was_training)
-    if not hs:
+    if not len(x):
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    return torch.cat(hs).numpy(), torch.cat(ps).numpy().astype(np.int64)
+    out = predict(view, x, batch_size=batch_size)
+    return out["hidden"], out["logits"].argmax(axis=1).astype(np.int64)
