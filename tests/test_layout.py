@@ -110,3 +110,14 @@ def test_trained_model_is_a_typed_module():
         TrainedModel(net, "")
     with pytest.raises(SoftlibError, match="loss"):
         TrainedModel(net, "k", loss="hinge")
+
+
+def test_readme_layout_names_every_chapter_and_tooling_module():
+    """The README's Layout section and the package agree (a new module is named there)."""
+    readme = (paths.repo_root() / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):]
+    for m in pkgutil.walk_packages(softlib.__path__, "softlib."):
+        parts = m.name.split(".")
+        if m.ispkg or parts[1] not in ("chapters", "tooling"):
+            continue
+        assert parts[-1] in layout, f"{m.name} is not named in the README's Layout section"
