@@ -73,7 +73,7 @@ def built_book(tmp_path_factory):
     return book
 
 
-GLUE_REF = re.compile(r"\{glue(?::\w+)?\}`([^`:]+)(?::[^`]*)?`")
+GLUE_REF = re.compile(r"\{glue(?::\w+)?\}(?:`([^`:]+)(?::[^`]*)?`| +(\w+))")  # role or directive
 
 
 def glued_names(nb) -> set[str]:
@@ -86,7 +86,7 @@ def test_every_glue_reference_is_glued(built_book):
     """Each {glue:text}`key` of a chapter's prose names a value the executed chapter glued."""
     for py in PYS:
         nb = nbformat.read(built_book / "chapters" / f"{py.stem}.ipynb", as_version=4)
-        refs = {k for c in nb.cells if c.cell_type == "markdown" for k in GLUE_REF.findall(c.source)}
+        refs = {k for c in nb.cells if c.cell_type == "markdown" for m in GLUE_REF.findall(c.source) for k in m if k}
         assert not refs - glued_names(nb), f"{py.stem}: prose refers to unglued {sorted(refs - glued_names(nb))}"
 
 
