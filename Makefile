@@ -15,6 +15,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro fuzz prebuild wheelhouse test-kit
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
+	@echo "          [SEEDS=1]                    training seeds behind chapters 02-03 (default: the profile's cnn_seeds)"
 	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"
 	@echo "make test-fast                         unit and property tests only (no papermill, no browser)"
 	@echo "make fuzz [FUZZ_EXAMPLES=2000]         the property-based fuzz of the API and notebook parameters, many cases"
@@ -46,13 +47,13 @@ data: env
 	$(BIN)/python -m softlib.data fetch mnist fashion_mnist
 
 book: data
-	$(BIN)/python -m softlib.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB))
+	$(BIN)/python -m softlib.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB)) $(if $(SEEDS),--seeds $(SEEDS))
 	$(BIN)/python -m softlib.claimspage --out book/chapters/claims.md
 	$(BIN)/jupyter-book build book --quiet
 	@echo "The book: file://$(CURDIR)/book/_build/html/index.html"
 
 notebook: data
-	$(BIN)/python -m softlib.notebooks run --profile $(PROFILE) --out book/chapters --only $(NB)
+	$(BIN)/python -m softlib.notebooks run --profile $(PROFILE) --out book/chapters --only $(NB) $(if $(SEEDS),--seeds $(SEEDS))
 
 test: data
 	$(BIN)/python -m pytest -q
