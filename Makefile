@@ -25,7 +25,7 @@ help:
 	@echo "                                       build every model and set on Dask first (then make book only reads)"
 	@echo "make lab                               JupyterLab (the .py notebooks open as notebooks)"
 	@echo "make bench                             benchmarks against torchattacks / scipy / sklearn"
-	@echo "make wheelhouse                        the offline GPU-node kit in build/wheelhouse/ (see softlib/kit.py)"
+	@echo "make wheelhouse [KIT_PYTHON=3.12]      the offline GPU-node kit in build/wheelhouse/ (see softlib/kit.py)"
 	@echo "make test-kit                          install that kit with the network off and run chapter 01 (smoke)"
 	@echo "make sync                              re-pair notebooks/*.py -> *.ipynb (output-free)"
 	@echo "make clean                             remove the built book and executed notebooks"
@@ -83,10 +83,10 @@ prebuild: data
 bench: data
 	$(BIN)/python -m softlib.notebooks bench
 
-# The offline GPU-node kit (wheels for CPython 3.11 + 3.12, data, source; <= 60 MB): on the node,
+# The offline GPU-node kit (wheels for one CPython, KIT_PYTHON, default this venv's; data, source; <= 60 MB): on the node,
 # `python3 build/wheelhouse/kit.py run --dest DIR --out OUT --profile paper` (README "GPU node").
 wheelhouse: data
-	nice -n 10 $(BIN)/python -m softlib.kit build --out build/wheelhouse
+	nice -n 10 $(BIN)/python -m softlib.kit build --out build/wheelhouse $(if $(KIT_PYTHON),--python $(KIT_PYTHON))
 
 test-kit: data
 	@test -f build/wheelhouse/manifest.json || $(MAKE) wheelhouse
