@@ -15,6 +15,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro fuzz prebuild wheelhouse test-kit
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
+	@echo "          [SEEDS=1]                    training seeds behind chapters 02-03 (default: the profile's cnn_seeds)"
 	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"
 	@echo "make test-fast                         unit and property tests only (no papermill, no browser)"
 	@echo "make fuzz [FUZZ_EXAMPLES=2000]         the property-based fuzz of the API and notebook parameters, many cases"
@@ -24,7 +25,7 @@ help:
 	@echo "                                       build every model and set on Dask first (then make book only reads)"
 	@echo "make lab                               JupyterLab (the .py notebooks open as notebooks)"
 	@echo "make bench                             benchmarks against torchattacks / scipy / sklearn"
-	@echo "make wheelhouse                        the offline GPU-node kit in build/wheelhouse/ (see softlib/kit.py)"
+	@echo "make wheelhouse [KIT_PYTHON=3.12]      the offline GPU-node kit in build/wheelhouse/ (see softlib/kit.py)"
 	@echo "make test-kit                          install that kit with the network off and run chapter 01 (smoke)"
 	@echo "make sync                              re-pair notebooks/*.py -> *.ipynb (output-free)"
 	@echo "make clean                             remove the built book and executed notebooks"
@@ -46,13 +47,13 @@ data: env
 	$(BIN)/python -m softlib.data fetch mnist fashion_mnist
 
 book: data
-	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB))
+	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB)) $(if $(SEEDS),--seeds $(SEEDS))
 	$(BIN)/python -m softlib.tooling.claimspage --out book/chapters/claims.md
 	$(BIN)/jupyter-book build book --quiet
 	@echo "The book: file://$(CURDIR)/book/_build/html/index.html"
 
 notebook: data
-	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters --only $(NB)
+	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters --only $(NB) $(if $(SEEDS),--seeds $(SEEDS))
 
 test: data
 	$(BIN)/python -m pytest -q
@@ -82,10 +83,10 @@ prebuild: data
 bench: data
 	$(BIN)/python -m softlib.tooling.notebooks bench
 
-# The offline GPU-node kit (wheels for CPython 3.11 + 3.12, data, source; <= 60 MB): on the node,
+# The offline GPU-node kit (wheels for one CPython, KIT_PYTHON, default this venv's; data, source; <= 60 MB): on the node,
 # `python3 build/wheelhouse/kit.py run --dest DIR --out OUT --profile paper` (README "GPU node").
 wheelhouse: data
-	nice -n 10 $(BIN)/python -m softlib.tooling.kit build --out build/wheelhouse
+	nice -n 10 $(BIN)/python -m softlib.tooling.kit build --out build/wheelhouse $(if $(KIT_PYTHON),--python $(KIT_PYTHON))
 
 test-kit: data
 	@test -f build/wheelhouse/manifest.json || $(MAKE) wheelhouse

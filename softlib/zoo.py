@@ -110,6 +110,12 @@ def _versions() -> dict[str, str]:
             "torchvision": torchvision.__version__, "numpy": numpy.__version__, "softlib": __version__}
 
 
+def model_key(arch: str, dataset: str, profile: Profile | str, seed: int = 0, **kw: Any) -> str:
+    """The cache key of the model :func:`get_model` returns for these arguments (nothing is trained)."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    return spec_key({"kind": "model", **model_spec(arch, dataset, prof, seed, **kw)})
+
+
 def get_model(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *, loss: str = "ce",
               loss_params: dict[str, Any] | None = None, epochs: int | None = None,
               train_size: int | None = None, device: torch.device | str | None = None,

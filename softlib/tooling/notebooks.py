@@ -66,6 +66,12 @@ def notebook_paths(only: list[str] | None = None) -> list[Path]:
 
 #: Folders the kernels read from the environment: made absolute before a kernel starts, since the
 #: kernel runs in notebooks/ and would resolve a relative path there, not where the command was typed.
+#: chapters whose verdicts pool training seeds, and the parameters of their seed replicates
+#: (the replicates only need the claims: chapter 02 skips its other-models section, 03 the later detectors)
+SEED_REPLICATED: dict[str, dict[str, Any]] = {
+    "02_logit_distributions": {"other_models": False},
+    "03_detectors": {"modern": []},
+}
 PATH_VARS = ("SOFTLIB_DATA", "SOFTLIB_CACHE", "SOFTLIB_RESULTS", "SOFTLIB_RESCUE")
 
 
@@ -172,19 +178,37 @@ def _say(msg: str, log: Path | None) -> None:
             f.write(line + "\n")
 
 
+def _jobs(paths: list[Path], profile: str, out_dir: Path, extra: dict[str, Any],
+          seeds: int) -> list[tuple[str, Path, Path, dict[str, Any]]]:
+    """(label, notebook, output, parameters) in execution order: a chapter's seed replicates first."""
+    base = {"profile": profile, **extra}
+    jobs = []
+    for path in paths:
+        if path.stem in SEED_REPLICATED and int(base.get("seed", 0)) == 0:
+            for k in range(1, seeds):
+                jobs.append((f"{path.stem} (seed {k})", path, out_dir / "seeds" / f"{path.stem}-seed{k}.ipynb",
+                             {**base, **SEED_REPLICATED[path.stem], "seed": k}))
+        jobs.append((path.stem, path, out_dir / path.name, base))
+    return jobs
+
+
 def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
-            extra: dict[str, Any] | None = None) -> list[Timing]:
+            extra: dict[str, Any] | None = None, seeds: int | None = None) -> list[Timing]:
     """Execute the chapters in order; stop at the first failure (re-raised after timings are written).
 
-    Progress goes to the terminal and to ``<out_dir>/run-<profile>.log`` (start and end of each
+    Chapters whose verdicts pool training seeds (:data:`SEED_REPLICATED`) first run as seed
+    replicates, seeds 1 to ``seeds`` - 1 (default: the profile's ``cnn_seeds``), into
+    ``<out_dir>/seeds/``; ``seeds=1`` skips them. Progress goes to the terminal and to
+    ``<out_dir>/run-<profile>.log`` (start and end of each
     chapter, elapsed time, an ETA from the last recorded build of this profile). Each chapter
     records its numbers when it ends, and models and sets are cached (training checkpoints every
     epoch), so an interrupted run started again resumes where it stopped.
     """
     from softlib.cache import ensure_dir
-    from softlib.validate import check_environment
+    from softlib.validate import check_environment, check_int
 
     check_choice("profile", profile, PROFILES)
+    seeds = PROFILES[profile].cnn_seeds if seeds is None else check_int("seeds", seeds, low=1, high=100)
     paths = notebook_paths(only)
     absolutize_env()
     check_environment()  # SOFTLIB_RESULTS, SOFTLIB_DEVICE...: before hours of work, not after
@@ -195,19 +219,20 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
     timings: list[Timing] = []
     failure: Exception | None = None
     t_run = time.perf_counter()
-    for i, path in enumerate(paths):
-        left = [previous.get(p.stem) for p in paths[i:]]
+    jobs = _jobs(paths, profile, out_dir, extra or {}, seeds)
+    for i, (label, path, target, params) in enumerate(jobs):
+        left = [previous.get(j[0]) for j in jobs[i:]]
         eta = (f"; ETA {sum(left) / 60:.0f} min (last recorded {profile} build)" if all(v is not None for v in left)
                else "; no ETA (no complete recorded timing for this profile yet)")
-        _say(f"[{profile}] {i + 1}/{len(paths)} executing {path.name} (elapsed {(time.perf_counter() - t_run) / 60:.1f} min"
+        _say(f"[{profile}] {i + 1}/{len(jobs)} executing {label} (elapsed {(time.perf_counter() - t_run) / 60:.1f} min"
              f"{eta})", log)
         try:
-            secs = execute(path, out_dir / path.name, {"profile": profile, **(extra or {})})
-            timings.append(Timing(path.stem, secs, True))
-            _say(f"[{profile}] {path.name}: {secs:.1f} s", log)
+            secs = execute(path, target, params)
+            timings.append(Timing(label, secs, True))
+            _say(f"[{profile}] {label}: {secs:.1f} s", log)
         except NotebookFailed as exc:
-            timings.append(Timing(path.stem, float("nan"), False))
-            _say(f"[{profile}] {path.name} FAILED: {exc}", log)
+            timings.append(Timing(label, float("nan"), False))
+            _say(f"[{profile}] {label} FAILED: {exc}", log)
             failure = exc
             break
     try:
@@ -345,12 +370,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--profile", default="quick")
     r.add_argument("--out", type=Path, default=None, help="default: book/chapters in the repository")
     r.add_argument("--only", nargs="*", default=None, help="chapter numbers or names (default: all)")
+    r.add_argument("--seeds", type=int, default=None,
+                   help="training seeds behind chapters 02-03's verdicts (default: the profile's cnn_seeds; "
+                        "1 skips the seed replicates)")
     sub.add_parser("sync", help="pair notebooks/*.py -> *.ipynb")
     sub.add_parser("bench", help="run the benchmarks")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "run":
-            run_all(args.profile, args.out or repo_root() / "book" / "chapters", args.only)
+            run_all(args.profile, args.out or repo_root() / "book" / "chapters", args.only, seeds=args.seeds)
         elif args.cmd == "sync":
             sync()
         else:

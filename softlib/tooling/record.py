@@ -60,8 +60,19 @@ def git_commit() -> str:
         return "unknown"
 
 
-def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float | None = None) -> Path:
-    """Write ``numbers`` (JSON-able after numpy conversion) for ``chapter`` under ``profile``."""
+def replicate_path(chapter: str, profile: str, seed: int) -> Path:
+    """Where the run of ``chapter`` with training seed ``seed`` != 0 is recorded (a seed replicate)."""
+    return results_dir() / profile / "seeds" / f"{chapter}-seed{seed}.json"
+
+
+def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float | None = None,
+           seed: int = 0) -> Path:
+    """Write ``numbers`` (JSON-able after numpy conversion) for ``chapter`` under ``profile``.
+
+    Seed 0 is the book's run (``results/<profile>/<chapter>.json``); any other seed is a
+    *seed replicate* (:func:`replicate_path`), which the seed-0 run pools into its verdicts
+    (:func:`seed_replicates`, :func:`softlib.claims.evaluate`).
+    """
     import torch
 
     from softlib.cache import atomic_write_json
@@ -75,13 +86,46 @@ def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float
         from softlib.validate import check_float
 
         wall_s = check_float("wall_s", wall_s, low=0.0)
+    from softlib.validate import check_seed
+
+    seed = check_seed("seed", seed)
     check_results_dir()
     payload = {"chapter": chapter, "profile": profile, "commit": git_commit(), "device": device_label(),
                "platform": platform.platform(), "torch": torch.__version__,
                "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": wall_s, "numbers": _plain(numbers)}
-    path = results_dir() / profile / f"{chapter}.json"
+    path = results_dir() / profile / f"{chapter}.json" if seed == 0 else replicate_path(chapter, profile, seed)
     atomic_write_json(path, payload)
     return path
+
+
+def seed_replicates(chapter: str, profile: str, model_keys: dict[int, str]) -> tuple[list[list[dict[str, Any]]], str]:
+    """The recorded claims of ``chapter``'s seed replicates, and one line saying what was used.
+
+    ``model_keys`` maps each replicate seed to the cache key of the model that seed must have
+    trained (:func:`softlib.zoo.model_key`): a replicate recorded for another model (another
+    recipe, profile or data set) is not pooled, and the line says so.
+    """
+    used, skipped, got = [], [], []
+    for s, key in sorted(model_keys.items()):
+        path = replicate_path(chapter, profile, s)
+        try:
+            run = json.loads(path.read_text())
+        except FileNotFoundError:
+            skipped.append(f"seed {s} not run")
+            continue
+        except (OSError, ValueError) as exc:
+            raise SoftlibError(f"seed replicate {path} is not readable JSON ({exc}); delete it or run it again") from None
+        nums = run.get("numbers", {}) if isinstance(run, dict) else {}
+        if nums.get("model_key") != key or not isinstance(nums.get("claims"), list):
+            skipped.append(f"seed {s} recorded for another model ({nums.get('model_key')}, expected {key})")
+            continue
+        got.append(nums["claims"])
+        used.append(f"{s} (commit {run.get('commit', '?')})")
+    line = (f"Verdicts pooled over training seeds: this run and seed(s) {', '.join(used)}." if used
+            else "Verdicts from one trained model (bootstrap over test examples only).")
+    if skipped:
+        line += f" Not pooled: {'; '.join(skipped)} (`python -m softlib.tooling.notebooks run` runs the replicates first)."
+    return got, line
 
 
 def merge_json(path: Path, key: str, value: Any) -> None:
