@@ -1,4 +1,4 @@
-"""softlib.timebreak: the time split of a run, from the cache's metadata and the recorded chapters."""
+"""softlib.tooling.timebreak: the time split of a run, from the cache's metadata and the recorded chapters."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from softlib import timebreak, zoo
+from softlib import zoo
+from softlib.tooling import timebreak
 from softlib.validate import SoftlibError
 
 

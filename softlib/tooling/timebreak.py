@@ -6,7 +6,7 @@ model and every built set records its own wall time) and the recorded chapters
 "analysis" time is its wall time less the sets it built itself (the set entries whose files
 were written while it ran); detectors are trained and scored there (chapter 03).
 
-    python -m softlib.timebreak --profile paper [--chapters 02 03] [--json results/paper/time-breakdown.json]
+    python -m softlib.tooling.timebreak --profile paper [--chapters 02 03] [--json results/paper/time-breakdown.json]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .validate import SoftlibError, check_choice, check_seed
+from softlib.validate import SoftlibError, check_choice, check_seed
 
 #: the chapters whose work this module can split (the custom CNN and its sets)
 CHAPTERS = ("02_logit_distributions", "03_detectors")
@@ -53,9 +53,9 @@ def breakdown(profile: str, *, seed: int = 0, cache: Path | None = None, results
 
     Only entries of the profile's custom CNN (seed ``seed``) are counted, whichever run built them.
     """
-    from . import zoo
-    from .cache import cache_root
-    from .paths import results_dir
+    from softlib import zoo
+    from softlib.cache import cache_root
+    from softlib.paths import results_dir
 
     check_choice("profile", profile, ("smoke", "quick", "paper"))
     seed = check_seed("seed", seed)
@@ -102,8 +102,8 @@ def _model_mtime(cache: Path, key: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m softlib.timebreak``: print the breakdown, optionally write it as JSON."""
-    ap = argparse.ArgumentParser(prog="python -m softlib.timebreak", description=__doc__.splitlines()[0])
+    """``python -m softlib.tooling.timebreak``: print the breakdown, optionally write it as JSON."""
+    ap = argparse.ArgumentParser(prog="python -m softlib.tooling.timebreak", description=__doc__.splitlines()[0])
     ap.add_argument("--profile", default="paper")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chapters", nargs="*", default=None, help="02 and/or 03 (default both)")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['stage']:60s} {r['seconds']:9.0f} s  {r['detail']}")
     if args.json is not None:
-        from .cache import atomic_write_json
+        from softlib.cache import atomic_write_json
 
         atomic_write_json(args.json, {"profile": args.profile, "rows": rows})
     return 0
