@@ -61,6 +61,10 @@ NO_DEPS = ("torchattacks==3.5.1",)
 #: IPython checks for jedi with ``find_spec`` (``IPython/core/completer.py``: no tab completion).
 PRUNE = ("debugpy", "jedi", "parso")
 
+#: Test suites shipped inside wheels, left out of the kit: never imported by a run (only by
+#: ``pandas.test()`` / matplotlib's own test runner), ~20 MB unpacked, ~4 MB of the budget.
+PRUNE_TESTS = ("pandas/tests/", "matplotlib/tests/")
+
 #: Taken as their pure-Python wheel (one for both Pythons): the compiled ones only add
 #: optional speed-ups (fontTools' cython modules, wcwidth's C table lookup), ~11 MB.
 PREFER_PURE = ("fonttools", "wcwidth")
@@ -207,7 +211,8 @@ def build(out: Path, pythons: tuple[str, ...] = PYTHONS, max_mb: float = MAX_MB)
         for w in whl:
             with zipfile.ZipFile(w) as z:
                 z.extractall(unz / w.name)
-                names = [n for n in z.namelist() if not n.endswith("/")]
+                names = [n for n in z.namelist() if not n.endswith("/") and not n.startswith(PRUNE_TESTS)]
+                _prune_record(unz / w.name, z.namelist())
             members += [(f"{w.name}/{n}", unz / w.name / n) for n in names]
         _xz_tar(out / "wheels.tar.xz", members)
         data: dict[str, dict[str, str]] = {}
@@ -258,6 +263,15 @@ def _extract(archive: Path, dest: Path) -> None:
             tar.extractall(dest, filter="data")
         else:
             tar.extractall(dest)
+
+
+def _prune_record(folder: Path, names: list[str]) -> None:
+    """Drop the :data:`PRUNE_TESTS` files from an unpacked wheel's RECORD (what pip installs must be listed)."""
+    for n in names:
+        if n.endswith(".dist-info/RECORD"):
+            rec = folder / n
+            lines = rec.read_text().splitlines()
+            rec.write_text("".join(f"{ln}\n" for ln in lines if not ln.startswith(PRUNE_TESTS)))
 
 
 def _rezip(folder: Path, wheel: Path) -> None:
