@@ -63,7 +63,8 @@ PRUNE = ("debugpy", "jedi", "parso")
 
 #: Test suites shipped inside wheels, left out of the kit: never imported by a run (only by
 #: ``pandas.test()`` / matplotlib's own test runner), ~20 MB unpacked, ~4 MB of the budget.
-PRUNE_TESTS = ("pandas/tests/", "matplotlib/tests/")
+PRUNE_TESTS = ("pandas/tests/", "matplotlib/tests/", "matplotlib/mpl-data/sample_data/", "papermill/tests/",
+               "jsonschema/tests/")
 
 #: Taken as their pure-Python wheel (one for both Pythons): the compiled ones only add
 #: optional speed-ups (fontTools' cython modules, wcwidth's C table lookup), ~11 MB.
