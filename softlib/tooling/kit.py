@@ -61,10 +61,13 @@ NO_DEPS = ("torchattacks==3.5.1",)
 #: IPython checks for jedi with ``find_spec`` (``IPython/core/completer.py``: no tab completion).
 PRUNE = ("debugpy", "jedi", "parso")
 
-#: Test suites shipped inside wheels, left out of the kit: never imported by a run (only by
-#: ``pandas.test()`` / matplotlib's own test runner), ~20 MB unpacked, ~4 MB of the budget.
+#: Files inside wheels left out of the kit (path prefixes), ~7 MB of the budget together:
+#: test suites and sample data a run never imports (``pandas.test()``, matplotlib's test
+#: runner); Pillow's AVIF codec (``PIL.AvifImagePlugin`` disables itself when ``_avif`` is
+#: missing; the book writes PNG); PyYAML's libyaml binding (``yaml`` falls back to its pure
+#: Python parser when ``_yaml`` is missing). Checked: the kit test runs a chapter offline.
 PRUNE_TESTS = ("pandas/tests/", "matplotlib/tests/", "matplotlib/mpl-data/sample_data/", "papermill/tests/",
-               "jsonschema/tests/")
+               "jsonschema/tests/", "PIL/_avif.", "pillow.libs/libavif-", "yaml/_yaml.")
 
 #: Taken as their pure-Python wheel (one for both Pythons): the compiled ones only add
 #: optional speed-ups (fontTools' cython modules, wcwidth's C table lookup), ~11 MB.
@@ -267,7 +270,7 @@ def _extract(archive: Path, dest: Path) -> None:
 
 
 def _prune_record(folder: Path, names: list[str]) -> None:
-    """Drop the :data:`PRUNE_TESTS` files from an unpacked wheel's RECORD (what pip installs must be listed)."""
+    """Drop the :data:`PRUNE_TESTS` files from an unpacked wheel's RECORD (it lists what pip installs)."""
     for n in names:
         if n.endswith(".dist-info/RECORD"):
             rec = folder / n
