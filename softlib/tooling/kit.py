@@ -4,10 +4,10 @@ GPU nodes often have PyTorch and no network. ``make wheelhouse`` (here, with net
 gathers into ``build/wheelhouse/`` (at most 60 MB):
 
 - every wheel the book's notebook run needs *beyond* what such a node has (torch,
-  torchvision, numpy, scipy, scikit-learn; see :data:`NODE_HAS`): papermill and its
-  kernel stack, jupytext, pandas, matplotlib, seaborn, pillow, safetensors, torchattacks,
-  ... for CPython 3.11 and 3.12 on manylinux x86_64, at the versions of the environment
-  that built it. Wheels are zip files; the two Python versions share most of their files,
+  torchvision and its pillow, numpy, scipy, scikit-learn; see :data:`NODE_HAS`): papermill and its
+  kernel stack, jupytext, pandas, matplotlib, seaborn, safetensors, torchattacks,
+  ... for one CPython version (default the building one; ``--python``) on manylinux x86_64, at the
+  versions of the environment that built it. Wheels are zip files; two Python versions share most of their files,
   so the kit stores them unzipped in one solid xz archive (``wheels.tar.xz``) and the
   installer zips them back (identical files: pip checks nothing else);
 - MNIST and Fashion-MNIST, xz-compressed (``data.tar.xz``), restored into the data-root
@@ -46,14 +46,20 @@ from pathlib import Path
 from typing import Any
 
 #: What the node is assumed to have (the heavy, CUDA-specific part): not in the kit.
-NODE_HAS = ("torch", "torchvision", "numpy", "scipy", "scikit-learn")
+#: (pillow: a dependency of torchvision, so a node that imports torchvision has it)
+NODE_HAS = ("torch", "torchvision", "numpy", "scipy", "scikit-learn", "pillow")
 
 #: What the notebooks and softlib import beyond NODE_HAS (their dependencies come along).
 KIT_ROOTS = ("papermill", "nbclient", "nbformat", "jupyter_client", "ipykernel", "ipython", "matplotlib-inline",
-             "jupytext", "pandas", "matplotlib", "seaborn", "pillow", "tqdm", "safetensors", "filelock")
+             "jupytext", "pandas", "matplotlib", "seaborn", "tqdm", "safetensors", "filelock", "docutils")
 
 #: Installed with --no-deps (it pins requests~=2.25.1, see the Makefile): its real needs are above.
 NO_DEPS = ("torchattacks==3.5.1",)
+
+#: Installed with --no-deps at the building environment's version: the notebooks call
+#: ``myst_nb.glue`` (numbers into the prose), which needs only IPython and docutils at run time;
+#: myst-nb's own requirements (Sphinx and the book build) are not part of a notebook run.
+NO_DEPS_LOCAL = ("myst-nb",)
 
 #: Left out of the kit although a dependency names them (installs are --no-deps): optional
 #: at run time, and together ~10 MB of the 60 MB budget. ipykernel imports debugpy in a
@@ -61,20 +67,19 @@ NO_DEPS = ("torchattacks==3.5.1",)
 #: IPython checks for jedi with ``find_spec`` (``IPython/core/completer.py``: no tab completion).
 PRUNE = ("debugpy", "jedi", "parso")
 
-#: Files inside wheels left out of the kit (path prefixes), ~7 MB of the budget together:
+#: Files inside wheels left out of the kit (path prefixes), ~5 MB of the budget together:
 #: test suites and sample data a run never imports (``pandas.test()``, matplotlib's test
-#: runner); Pillow's AVIF codec (``PIL.AvifImagePlugin`` disables itself when ``_avif`` is
-#: missing; the book writes PNG); PyYAML's libyaml binding (``yaml`` falls back to its pure
+#: runner); PyYAML's libyaml binding (``yaml`` falls back to its pure
 #: Python parser when ``_yaml`` is missing). Checked: the kit test runs a chapter offline.
 PRUNE_TESTS = ("pandas/tests/", "matplotlib/tests/", "matplotlib/mpl-data/sample_data/", "papermill/tests/",
-               "jsonschema/tests/", "PIL/_avif.", "pillow.libs/libavif-", "yaml/_yaml.")
+               "jsonschema/tests/", "yaml/_yaml.")
 
 #: Taken as their pure-Python wheel (one for both Pythons): the compiled ones only add
 #: optional speed-ups (fontTools' cython modules, wcwidth's C table lookup), ~11 MB.
 PREFER_PURE = ("fonttools", "wcwidth")
 
 #: The kit's Python version by default: the one running the build (CPython, manylinux x86_64).
-#: One version per kit: each adds ~14 MB of compiled wheels (pandas, matplotlib, pillow...),
+#: One version per kit: each adds ~10 MB of compiled wheels (pandas, matplotlib, kiwisolver...),
 #: and two do not fit the 60 MB budget beside the data. A node with another Python gets its
 #: own kit (``make wheelhouse KIT_PYTHON=3.12``).
 PYTHONS = (f"{sys.version_info.major}.{sys.version_info.minor}",)
@@ -139,7 +144,7 @@ def resolve(py: str, work: Path) -> list[str]:
         meta = item["metadata"]
         if _norm(meta["name"]) not in NODE_HAS + PRUNE:
             pins.append(f"{meta['name']}=={meta['version']}")
-    return sorted(pins, key=str.lower) + list(NO_DEPS)
+    return sorted(pins, key=str.lower) + list(NO_DEPS) + [f"{n}=={metadata.version(n)}" for n in NO_DEPS_LOCAL]
 
 
 def _xz_tar(out: Path, members: list[tuple[str, Path]], *, dict_mb: int = 64, preset: int = 9) -> None:
@@ -282,7 +287,8 @@ def _rezip(folder: Path, wheel: Path) -> None:
     """Zip an unpacked wheel back (files only; the .dist-info last, as the wheel spec recommends)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     files.sort(key=lambda p: ".dist-info/" in p.relative_to(folder).as_posix())
-    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
+    # the tar stores mtime 0 (reproducible archives): ZIP starts in 1980, so clamp to that
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1, strict_timestamps=False) as z:
         for p in files:
             z.write(p, p.relative_to(folder).as_posix())
 
@@ -305,7 +311,7 @@ def install(kit: Path, dest: Path, *, force: bool = False) -> None:
     from importlib import metadata
 
     missing = []
-    for dist in NODE_HAS:  # by metadata: importing torchvision needs pillow, which the kit brings
+    for dist in NODE_HAS:  # by metadata: the node's own packages, which the kit does not bring
         try:
             metadata.version(dist)
         except metadata.PackageNotFoundError:
