@@ -25,9 +25,10 @@
 # differentiable torch scoring path built from the fitted detector (`softlib.diffscore`; tested
 # against `score_samples` to float tolerance). The Trust Score is the one detector without a useful
 # gradient (its k-th nearest-neighbour distance jumps from one fit point to another): we attack it
-# through a smooth *soft nearest-neighbour surrogate* (each class distance replaced by
-# `-tau logsumexp(-d / tau)`, tested to tend to the exact score as `tau -> 0` and to have correct
-# gradients), not with BPDA; whether an image passes always uses the exact score. The adaptive attack (`softlib.adaptive.AdaptivePGD`, a torchattacks `Attack`) is
+# through a smooth *soft nearest-neighbour surrogate*, not with BPDA: each class distance becomes
+# `-tau logsumexp(-d / tau)` over the class's fit points beyond the nearest `k - 1` (chapter 03 uses
+# the 2nd neighbour), tested to tend to the exact score as `tau -> 0` and to have correct gradients.
+# Whether an image passes always uses the exact score. The adaptive attack (`softlib.adaptive.AdaptivePGD`, a torchattacks `Attack`) is
 # L∞ PGD on a misclassification loss (C&W's margin) plus λ times a detector loss that pushes the
 # score above the detector's 95%-TPR threshold; λ is searched per image as Carlini & Wagner do,
 # with random restarts. A second attack, *logit matching*, ignores the detectors and moves the
