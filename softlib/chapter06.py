@@ -249,7 +249,9 @@ def run_grid(ctx: Context, combos: Sequence[tuple[str, str]], eps_list: Sequence
         shared = {"bim": bim(ctx, eps), "pgd0": adaptive(ctx, None, eps, search_steps=0)[0],
                   "match": logit_matching(ctx, eps)}
         raw[(eps, "images")] = dict(shared)  # a copy: the adaptive images go there, not into `shared`
-        raw[(eps, "undefended")] = summarize(ctx, None, outcomes(ctx, None, shared["pgd0"]))
+        undef = outcomes(ctx, None, shared["pgd0"])
+        raw[(eps, "undefended")] = summarize(ctx, None, undef)
+        raw[(eps, "undefended_mis", 0)] = undef["mis"]  # PGD lambda = 0 is the undefended attack, seed 0
         for combo in combos:
             x_ad, lam = adaptive(ctx, combo, eps, seed=1)
             raw[(eps, "images")][("adaptive",) + combo] = x_ad
@@ -430,13 +432,21 @@ def steps_curve(ctx: Context, combos: Sequence[tuple[str, str]], eps: float,
     return frame
 
 
-def undefended_success(ctx: Context, eps: float = 0.3) -> float:
-    """Success rate (percent) of the attack against the model alone (should be 100 at eps 0.3)."""
-    xa, _ = adaptive(ctx, None, eps, seed=2)
-    return 100 * float(outcomes(ctx, None, xa)["mis"].mean())
+def undefended_success(ctx: Context, eps: float = 0.3, seeds: Sequence[int] = (0, 1, 2),
+                       raw: Mapping[Any, Any] | None = None) -> dict[str, Any]:
+    """Success (percent) of the attack against the model alone, once per seed (random start), and
+    the share of images fooled by at least one of those runs (restarts). Should be 100 at eps 0.3.
+    ``raw`` (from :func:`run_grid`): its PGD lambda = 0 run is this attack with seed 0, reused."""
+    mis = []
+    for sd in seeds:
+        key = (eps, "undefended_mis", sd)
+        mis.append(raw[key] if raw is not None and key in raw
+                   else outcomes(ctx, None, adaptive(ctx, None, eps, seed=sd)[0])["mis"])
+    return {"seeds": list(seeds), "per_run": [100 * float(m.mean()) for m in mis],
+            "any_run": 100 * float(np.any(mis, axis=0).mean()), "n": len(mis[0])}
 
 
-def sanity_table(check0: pd.DataFrame, curve: pd.DataFrame, undefended: float, n: int) -> pd.DataFrame:
+def sanity_table(check0: pd.DataFrame, curve: pd.DataFrame, undefended: Mapping[str, Any]) -> pd.DataFrame:
     """The three sanity checks of the literature (Carlini et al. 2019, "On evaluating adversarial
     robustness"; Tramer et al. 2020), each with its criterion, our number and whether it passed."""
     auroc_diff = float(check0["abs diff"].max()) if len(check0) else 0.0
@@ -451,8 +461,10 @@ def sanity_table(check0: pd.DataFrame, curve: pd.DataFrame, undefended: float, n
          "result": f"largest rise {curve.attrs['max_rise']:.1f} points over {curve['combo'].nunique()} curves",
          "passed": bool(curve.attrs["monotone"])},
         {"check": "the undefended model falls at eps 0.3",
-         "criterion": "100% attack success", "result": f"{undefended:.1f}% of {n} images",
-         "passed": bool(undefended >= 100.0)},
+         "criterion": "100% attack success (an image counts as fooled when one of the runs, i.e. restarts, fools it)",
+         "result": f"{undefended['any_run']:.1f}% of {undefended['n']} images; runs with seeds {undefended['seeds']}: "
+                   + ", ".join(f"{v:.1f}%" for v in undefended["per_run"]),
+         "passed": bool(undefended["any_run"] >= 100.0)},
     ])
 
 

@@ -202,7 +202,10 @@ def test_chapter06_smoke(tmp_path):
     # the grid's adaptive run, reused at the profile's steps, is what a fresh run gives (seeded)
     fresh = C6.steps_curve(ctx, combos[:1], 0.3, [C6.sizes(prof).steps])
     assert list(fresh["robust_acc"]) == list(curve[curve["steps"] == C6.sizes(prof).steps]["robust_acc"])
-    sanity = C6.sanity_table(check, curve, 100.0, len(ctx.x))
-    assert len(sanity) == 3 and sanity["passed"].iloc[0] and sanity["passed"].iloc[2]
+    undef = C6.undefended_success(ctx, 0.3, seeds=(0, 5), raw=raw)
+    assert undef["per_run"][0] == pytest.approx(raw[(0.3, "undefended")]["success"])  # seed 0 reused from the grid
+    assert max(undef["per_run"]) <= undef["any_run"] <= 100 and undef["n"] == len(ctx.x)
+    sanity = C6.sanity_table(check, curve, undef)
+    assert len(sanity) == 3 and sanity["passed"].iloc[0] and sanity["passed"].iloc[2] == (undef["any_run"] == 100)
     with pytest.raises(SoftlibError, match="detector/feature"):
         C6.parse_combos(["kde/probs"])
