@@ -9,10 +9,13 @@ and its tests live here). Steps:
 2. :func:`run_grid`: per eps, the non-adaptive attacks (chapter 03's BIM; PGD with the
    adaptive attack's budget and lambda = 0; logit matching) and the adaptive attack
    (:class:`softlib.adaptive.AdaptivePGD`) against every detector x representation;
-   :func:`evaluate` turns adversarial images into AUROC / FPR95 / success / robust accuracy.
+   :func:`outcomes` / :func:`summarize` turn adversarial images into AUROC / FPR95 / success /
+   robust accuracy; :func:`replicates` and :func:`with_intervals` give each a 95% paired
+   bootstrap interval (legitimate test images and attacked source images resampled, one draw
+   shared by every row); :func:`interval_table` shows them.
 3. Sanity checks: :func:`check_lambda0` (lambda = 0 reproduces chapter 03's BIM set),
-   :func:`steps_curve` (more steps never weaker), :func:`undefended_success`.
-4. :func:`claims` through :mod:`softlib.claims`.
+   :func:`steps_curve` (more steps never weaker), :func:`undefended_success`; :func:`sanity_table`.
+4. :func:`claims` through :mod:`softlib.claims`, at each eps.
 
 Sizes per profile are derived from the :class:`~softlib.profiles.Profile` fields in
 :func:`sizes` (``n_attack`` source images, ``steps``, ``restarts``, ``search_steps``).
