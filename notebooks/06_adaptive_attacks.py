@@ -260,11 +260,16 @@ overall = C6.overall_verdict(claim_table, eps_main)
 overall_small = C6.overall_verdict(claim_table, eps_small)
 glue("overall_06", overall, display=False)
 glue("overall_06_small", overall_small, display=False)
+glue("verdicts_06", C6.verdicts_line(claim_table, eps_main), display=False)
+glue("verdicts_06_small", C6.verdicts_line(claim_table, eps_small), display=False)
 
 # %% [markdown]
 # **What held.** "Detectors on logits keep an AUROC advantage over softmax under adaptive attack"
 # (every detector run on both), at eps {glue:text}`eps_main_06`: **{glue:text}`overall_06`**; at eps
-# {glue:text}`eps_small_06`: **{glue:text}`overall_06_small`**. The tables above give the levels:
+# {glue:text}`eps_small_06`: **{glue:text}`overall_06_small`** (per detector: {glue:text}`verdicts_06` at
+# eps {glue:text}`eps_main_06`; {glue:text}`verdicts_06_small` at eps {glue:text}`eps_small_06`). Where
+# the advantage survives it is an advantage in *ranking*: the robust-accuracy differences beside
+# each verdict show whether it also leaves more images protected. The tables above give the levels:
 # an AUROC near 50 or a robust accuracy near 0 means the detector no longer protects the model
 # against an attacker who knows it, whatever representation it reads. Against the non-adaptive
 # attacks the chapter-03 picture returns (the λ = 0 check). Limits: one model, MNIST, a white-box

@@ -525,6 +525,15 @@ def claims(combos: Sequence[tuple[str, str]], eps_list: Sequence[float] = (0.3,)
     return out
 
 
+def verdicts_line(table: pd.DataFrame, eps: float = 0.3) -> str:
+    """The logits-vs-softmax verdict per detector at ``eps``, as text ("KDE held, NN undetermined, ...")."""
+    tag = "" if eps == 0.3 else f"-eps{eps:g}"
+    by_id = dict(zip(table["id"], table["verdict"]))
+    parts = [f"{D.DETECTOR_NAMES[d]} {by_id[f'06-logits-{d}{tag}']}" for d in ("kde", "nn", "ts")
+             if f"06-logits-{d}{tag}" in by_id]
+    return ", ".join(parts) if parts else "no detector run on both logits and softmax"
+
+
 def overall_verdict(table: pd.DataFrame, eps: float = 0.3) -> str:
     """The conjunction of the logits-vs-softmax verdicts at ``eps`` (held only if held for every detector)."""
     tag = "" if eps == 0.3 else f"-eps{eps:g}"

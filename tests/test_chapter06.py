@@ -115,3 +115,11 @@ def test_claims_follow_the_interval():
     reps = C6.replicates(ctx, swapped, COMBOS, [0.3], n_boot=200)
     table = claims.evaluate(C6.claims(COMBOS, [0.3]), {"reps": reps})
     assert list(table["verdict"]) == ["not held"] and C6.overall_verdict(table) == "not held"
+
+
+def test_verdicts_line_names_each_detector():
+    table = pd.DataFrame({"id": ["06-logits-kde", "06-logits-nn", "06-logits-kde-eps0.1"],
+                          "verdict": ["held", "undetermined", "not held"]})
+    assert C6.verdicts_line(table, 0.3) == "KDE held, NN undetermined"
+    assert C6.verdicts_line(table, 0.1) == "KDE not held"
+    assert C6.verdicts_line(table.iloc[:0], 0.3).startswith("no detector")
