@@ -1,4 +1,4 @@
-"""Chapter 06's bootstrap intervals and claims (softlib.chapter06), on synthetic scores: no model."""
+"""Chapter 06's bootstrap intervals and claims (softlib.chapters.ch06.experiment), on synthetic scores: no model."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from softlib import chapter06 as C6
 from softlib import claims
+from softlib.chapters.ch06 import experiment as C6
 from softlib.metrics import detection_metrics, fpr_at_tpr
 from softlib.validate import SoftlibError
 
