@@ -18,8 +18,9 @@ its fitted attributes (nothing is refitted), as a :class:`TorchScorer` module:
                   via ``topk``: differentiable almost everywhere, but its gradient involves one
                   point per class and jumps); ``surrogate`` replaces each class distance by a
                   *soft nearest-neighbour distance* ``-tau logsumexp(-d_i / tau)`` over the
-                  class's points and the min over the other classes by a soft-min too, the
-                  smooth surrogate the adaptive attack differentiates
+                  class's points (its ``neighbor - 1`` nearest left out, so ``tau -> 0`` gives
+                  the exact ``neighbor``-th distance) and the min over the other classes by a
+                  soft-min too, the smooth surrogate the adaptive attack differentiates (not BPDA)
 ================  ==========================================================================
 
 Every scorer has ``forward(x, y_pred=None)`` (the exact score, equal to the detector's
@@ -41,7 +42,7 @@ from . import detectors as D
 from .validate import SoftlibError, check_float
 
 #: Bump when a scoring path changes (chapter 06 caches nothing derived from it yet).
-CODE_VERSION = "diffscore-1"
+CODE_VERSION = "diffscore-2"
 
 
 def _t(a: Any, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -236,6 +237,11 @@ class _TrustScore(TorchScorer):
             # features sit ~1e-7 from fit points, where the expansion cancels catastrophically
             d = torch.cdist(x, getattr(self, f"points_{c}"), compute_mode="donot_use_mm_for_euclid_dist")
             if soft:
+                if self.neighbor > 1:
+                    # the k-th neighbour: drop the k - 1 nearest points (a piecewise-constant choice,
+                    # as the class choice), then a soft minimum over the rest; tau -> 0 gives the exact
+                    near = torch.topk(d.detach(), self.neighbor - 1, dim=1, largest=False).indices
+                    d = d.scatter(1, near, float("inf"))
                 out.append(-self.tau * torch.logsumexp(-d / self.tau, dim=1))
             else:
                 out.append(torch.topk(d, self.neighbor, dim=1, largest=False).values[:, -1])

@@ -192,10 +192,20 @@ def test_chapter06_smoke(tmp_path):
         out = raw[(0.3, r["attack"], (r["detector"], r["feature"]))]
         assert r["robust_acc"] == pytest.approx(100 * (1 - (out["mis"] & out["accepted"]).mean()))
         assert 0 <= r["robust_acc"] <= 100 and r["robust_acc"] >= 100 - r["success"] - 1e-9
-    reps = C6.auroc_replicates(ctx, raw, combos, [0.3], n_boot=20)
-    table = claims.evaluate(C6.claims(combos), {"auroc": reps, "eps": 0.3})
+    reps = C6.replicates(ctx, raw, combos, [0.3], n_boot=20)
+    frame = C6.with_intervals(frame, reps)
+    assert (frame["robust_acc_low"] <= frame["robust_acc"]).all() and (frame["robust_acc"] <= frame["robust_acc_high"]).all()
+    table = claims.evaluate(C6.claims(combos, [0.3]), {"reps": reps})
     assert list(table["id"]) == ["06-logits-kde"] and set(table["verdict"]) <= set(claims.VERDICTS)
-    curve = C6.steps_curve(ctx, combos[:1], 0.3, [1, 2])
+    curve = C6.steps_curve(ctx, combos[:1], 0.3, [1, C6.sizes(prof).steps], raw=raw)
     assert set(curve["combo"]) == {"undefended", "KDE / logits"} and isinstance(curve.attrs["monotone"], bool)
+    # the grid's adaptive run, reused at the profile's steps, is what a fresh run gives (seeded)
+    fresh = C6.steps_curve(ctx, combos[:1], 0.3, [C6.sizes(prof).steps])
+    assert list(fresh["robust_acc"]) == list(curve[curve["steps"] == C6.sizes(prof).steps]["robust_acc"])
+    undef = C6.undefended_success(ctx, 0.3, seeds=(0, 5), raw=raw)
+    assert undef["per_run"][0] == pytest.approx(raw[(0.3, "undefended")]["success"])  # seed 0 reused from the grid
+    assert max(undef["per_run"]) <= undef["any_run"] <= 100 and undef["n"] == len(ctx.x)
+    sanity = C6.sanity_table(check, curve, undef)
+    assert len(sanity) == 3 and sanity["passed"].iloc[0] and sanity["passed"].iloc[2] == (undef["any_run"] == 100)
     with pytest.raises(SoftlibError, match="detector/feature"):
         C6.parse_combos(["kde/probs"])

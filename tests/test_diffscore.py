@@ -97,6 +97,14 @@ def test_trust_score_surrogate_is_smooth_and_tracks_the_exact_score():
     # tau -> 0: the soft nearest-neighbour distances become the exact (neighbor=1) ones
     tiny = torch_scorer(det, tau=1e-4).surrogate(q)
     np.testing.assert_allclose(tiny.numpy(), exact.numpy(), rtol=1e-3)
+    # and the exact neighbor-th ones for chapter 03's neighbor=2, which the 1st neighbour would miss
+    det2, _ = _fitted("ts", "logits", {"neighbor": 2}, x, y)
+    exact2 = torch_scorer(det2)(q)
+    np.testing.assert_allclose(torch_scorer(det2, tau=1e-4).surrogate(q).numpy(), exact2.numpy(), rtol=1e-3)
+    assert not np.allclose(exact2.numpy(), exact.numpy(), rtol=1e-2)
+    q2 = q[:3].clone().requires_grad_(True)
+    sc2 = torch_scorer(det2)
+    assert torch.autograd.gradcheck(lambda t: sc2.surrogate(t), (q2,), eps=1e-6, atol=1e-5, rtol=1e-4)
     # default tau: a smooth function with finite-difference-correct gradients, same ranking mostly
     sc = torch_scorer(det)
     assert not sc.surrogate_is_exact and sc.tau > 0

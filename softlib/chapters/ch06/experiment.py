@@ -9,10 +9,13 @@ and its tests live here). Steps:
 2. :func:`run_grid`: per eps, the non-adaptive attacks (chapter 03's BIM; PGD with the
    adaptive attack's budget and lambda = 0; logit matching) and the adaptive attack
    (:class:`softlib.adaptive.AdaptivePGD`) against every detector x representation;
-   :func:`evaluate` turns adversarial images into AUROC / FPR95 / success / robust accuracy.
+   :func:`outcomes` / :func:`summarize` turn adversarial images into AUROC / FPR95 / success /
+   robust accuracy; :func:`replicates` and :func:`with_intervals` give each a 95% paired
+   bootstrap interval (legitimate test images and attacked source images resampled, one draw
+   shared by every row); :func:`interval_table` shows them.
 3. Sanity checks: :func:`check_lambda0` (lambda = 0 reproduces chapter 03's BIM set),
-   :func:`steps_curve` (more steps never weaker), :func:`undefended_success`.
-4. :func:`claims` through :mod:`softlib.claims`.
+   :func:`steps_curve` (more steps never weaker), :func:`undefended_success`; :func:`sanity_table`.
+4. :func:`claims` through :mod:`softlib.claims`, at each eps.
 
 Sizes per profile are derived from the :class:`~softlib.profiles.Profile` fields in
 :func:`sizes` (``n_attack`` source images, ``steps``, ``restarts``, ``search_steps``).
@@ -32,12 +35,11 @@ from softlib import detectors as D
 from softlib import models, sets, tables
 from softlib.adaptive import AdaptivePGD, LogitMatching
 from softlib.attacks import check_bound
-from softlib.claims import Claim, Estimate, Outcome, all_of, at_least, greater_than
+from softlib.claims import MAX_BOOT, Claim, Estimate, Outcome, all_of, at_least, greater_than
 from softlib.diffscore import torch_scorer
 from softlib.metrics import detection_metrics, fpr_at_tpr
 from softlib.profiles import Profile
-from softlib.resample import _auroc_rows, estimate
-from softlib.validate import SoftlibError, check_choice
+from softlib.validate import SoftlibError, check_choice, check_int
 
 CHAPTER = "06_adaptive_attacks"
 #: every detector x representation this chapter attacks (chapter 03's detectors, and the hidden layer)
@@ -75,8 +77,9 @@ def sizes(prof: Profile) -> Sizes:
         return Sizes(prof.n_test, int(2.5 * prof.attack_steps), 5, 5,
                      tuple(int(prof.attack_steps * f) for f in (0.25, 0.5, 1, 2.5)), prof.n_boot)
     if prof.name == "quick":
-        # 2 CPU cores, ~3 minutes: chapter 03's 10 iterations, 2 lambda rounds, 50 images
-        return Sizes(prof.n_test // 10, prof.attack_steps, 1, 1, (2, 5, prof.attack_steps), prof.n_boot)
+        # 2 CPU cores, <= 3 minutes: chapter 03's 10 iterations, 2 lambda rounds, 200 images (~0.5 s
+        # each for the grid and the steps curve, ~35 s of fixed cost: detectors, the lambda = 0 check)
+        return Sizes(2 * prof.n_test // 5, prof.attack_steps, 1, 1, (2, 5, prof.attack_steps), prof.n_boot)
     return Sizes(min(prof.n_test, 12), prof.attack_steps, 1, 1, (1, prof.attack_steps), prof.n_boot)
 
 
@@ -249,7 +252,9 @@ def run_grid(ctx: Context, combos: Sequence[tuple[str, str]], eps_list: Sequence
         shared = {"bim": bim(ctx, eps), "pgd0": adaptive(ctx, None, eps, search_steps=0)[0],
                   "match": logit_matching(ctx, eps)}
         raw[(eps, "images")] = dict(shared)  # a copy: the adaptive images go there, not into `shared`
-        raw[(eps, "undefended")] = summarize(ctx, None, outcomes(ctx, None, shared["pgd0"]))
+        undef = outcomes(ctx, None, shared["pgd0"])
+        raw[(eps, "undefended")] = summarize(ctx, None, undef)
+        raw[(eps, "undefended_mis", 0)] = undef["mis"]  # PGD lambda = 0 is the undefended attack, seed 0
         for combo in combos:
             x_ad, lam = adaptive(ctx, combo, eps, seed=1)
             raw[(eps, "images")][("adaptive",) + combo] = x_ad
@@ -273,6 +278,106 @@ def comparison_table(frame: pd.DataFrame, eps: float) -> pd.DataFrame:
     wide.columns = pd.MultiIndex.from_tuples([(m, ATTACK_NAMES[a]) for m, a in wide.columns])
     wide.index = [f"{D.DETECTOR_NAMES[d]} / {f}" for d, f in wide.index]
     return wide
+
+
+# ----------------------------------------------------------------------------- intervals
+#: the metrics of the result table that get a bootstrap interval (all in percent)
+METRICS = ("auroc", "fpr95", "success", "robust_acc")
+METRIC_NAMES = {"auroc": "AUROC", "fpr95": "FPR95", "success": "success", "robust_acc": "robust acc."}
+
+
+def _counts(rng: np.random.Generator, n: int, n_boot: int) -> np.ndarray:
+    """``(1 + n_boot, n)`` resampling counts: row 0 all ones (the sample itself), then multinomial draws."""
+    draws = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot) if n_boot else np.zeros((0, n), np.int64)
+    return np.vstack([np.ones((1, n), np.int64), draws]).astype(np.float64)
+
+
+def replicates(ctx: Context, raw: Mapping[Any, Any], combos: Sequence[tuple[str, str]], eps_list: Sequence[float],
+               n_boot: int, seed: int = 0) -> dict[Any, dict[str, np.ndarray]]:
+    """Bootstrap replicates (column 0 = the estimate) of every metric per ``(eps, attack, combo)``.
+
+    Two resamplings, each drawn once and shared by every row, so that any two rows are paired:
+    the legitimate test images (the AUROC's positives, and the 95%-TPR threshold of FPR95) and
+    the attacked source images (the unit of success and robust accuracy; an image's adversarial
+    versions under every attack and eps go together). The AUROC is the Mann-Whitney statistic
+    (ties 1/2) of the legitimate scores against the *successful* adversarial images' scores;
+    FPR95 the share of those accepted at the resample's own 95%-TPR threshold; success and
+    robust accuracy are per source image, the latter at the detector's fixed threshold (the one
+    the attacker aimed at). A replicate with fewer than two successful images has no AUROC /
+    FPR95 (NaN), like the estimate itself.
+    """
+    check_int("n_boot", n_boot, low=0, high=MAX_BOOT)
+    rng = np.random.default_rng(check_int("seed", seed, low=0))
+    n_leg, n_src = len(next(iter(ctx.legit_scores.values()))), len(ctx.x)
+    c_leg, w_src = _counts(rng, n_leg, n_boot), _counts(rng, n_src, n_boot)
+    k = max(1, int(np.ceil(0.95 * n_leg - 1e-9)))  # as metrics.fpr_at_tpr: accept >= 95% of the legitimate
+    out: dict[Any, dict[str, np.ndarray]] = {}
+    for combo in combos:
+        leg = ctx.legit_scores[combo]
+        order = np.argsort(-leg, kind="stable")
+        thr = leg[order][np.argmax(np.cumsum(c_leg[:, order], axis=1) >= k, axis=1)]  # (1 + B,)
+        asc = np.sort(leg)
+        # cum[b, i]: how many of resample b's legitimate scores are among the i smallest
+        cum = np.hstack([np.zeros((len(c_leg), 1)), np.cumsum(c_leg[:, np.argsort(leg, kind="stable")], axis=1)])
+        for eps in eps_list:
+            for name in ATTACKS:
+                o = raw[(eps, name, combo)]
+                s, mis = o["score"], o["mis"].astype(np.float64)
+                # per legitimate resample, each adversarial image's share of legitimate scores above it (ties 1/2)
+                below, upto = cum[:, np.searchsorted(asc, s, "left")], cum[:, np.searchsorted(asc, s, "right")]
+                u = (n_leg - upto + 0.5 * (upto - below)) / n_leg
+                wm = w_src * mis[None]
+                ns = wm.sum(1)
+                ok = ns >= 2
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    auroc = np.where(ok, 100 * (wm * u).sum(1) / ns, np.nan)
+                    fpr = np.where(ok, 100 * (wm * (s[None] >= thr[:, None])).sum(1) / ns, np.nan)
+                fooled = (o["mis"] & o["accepted"]).astype(np.float64)
+                out[(eps, name, combo)] = {"auroc": auroc, "fpr95": fpr, "success": 100 * ns / n_src,
+                                           "robust_acc": 100 * (1 - (w_src * fooled[None]).sum(1) / n_src)}
+    return out
+
+
+def estimate_of(reps: np.ndarray) -> Estimate:
+    """An :class:`Estimate` from replicates: column 0 the value, 2.5 / 97.5 percentiles of the finite
+    others the interval (NaN when the value itself is undefined: too few successful examples)."""
+    r = np.asarray(reps, dtype=np.float64)
+    rest = r[1:][np.isfinite(r[1:])]
+    if not np.isfinite(r[0]) or rest.size < 2:
+        return Estimate(float(r[0]) if np.isfinite(r[0]) else float("nan"),
+                        *(2 * [float(r[0]) if np.isfinite(r[0]) else float("nan")]), method="no resamples")
+    lo, hi = np.percentile(rest, [2.5, 97.5])
+    return Estimate(float(r[0]), float(min(lo, r[0])), float(max(hi, r[0])), method=f"paired bootstrap, 95% ({rest.size})")
+
+
+def with_intervals(frame: pd.DataFrame, reps: Mapping[Any, Mapping[str, np.ndarray]]) -> pd.DataFrame:
+    """``frame`` (from :func:`run_grid`) with ``<metric>_low`` / ``<metric>_high`` columns (95% intervals)."""
+    out = frame.copy()
+    for m in METRICS:
+        lows, highs = [], []
+        for _, r in frame.iterrows():
+            e = estimate_of(reps[(r["eps"], r["attack"], (r["detector"], r["feature"]))][m])
+            lows.append(e.low)
+            highs.append(e.high)
+        out[f"{m}_low"], out[f"{m}_high"] = lows, highs
+    return out
+
+
+def interval_table(frame: pd.DataFrame, eps_list: Sequence[float],
+                   attacks: Sequence[str] = ("bim", "pgd0", "adaptive")) -> pd.DataFrame:
+    """Display: rows detector / representation x attack, columns eps x metric, "value [low, high]"."""
+    fmt = lambda r, m: "–" if not np.isfinite(r[m]) else f"{r[m]:.1f} [{r[m + '_low']:.1f}, {r[m + '_high']:.1f}]"  # noqa: E731
+    rows: dict[tuple[str, str], dict[tuple[str, str], str]] = {}
+    for _, r in frame[frame["attack"].isin(attacks)].iterrows():
+        key = (f"{D.DETECTOR_NAMES[r['detector']]} / {r['feature']}", ATTACK_NAMES[r["attack"]])
+        for m in METRICS:
+            rows.setdefault(key, {})[(f"eps = {r['eps']}", METRIC_NAMES[m])] = fmt(r, m)
+    order = [(d, ATTACK_NAMES[a]) for d in dict.fromkeys(k[0] for k in rows) for a in attacks if (d, ATTACK_NAMES[a]) in rows]
+    table = pd.DataFrame.from_dict(rows, orient="index").reindex(order)
+    cols = [(f"eps = {e}", METRIC_NAMES[m]) for e in eps_list for m in METRICS]
+    table = table.reindex(columns=pd.MultiIndex.from_tuples(cols))
+    table.index = pd.MultiIndex.from_tuples(table.index, names=["detector / representation", "attack"])
+    return table
 
 
 # ----------------------------------------------------------------------------- sanity checks
@@ -306,102 +411,131 @@ def check_lambda0(ctx: Context, combos: Sequence[tuple[str, str]]) -> pd.DataFra
 
 
 def steps_curve(ctx: Context, combos: Sequence[tuple[str, str]], eps: float,
-                steps_list: Sequence[int] | None = None) -> pd.DataFrame:
-    """Robust accuracy of the adaptive attack (and of the undefended model) against the number of steps."""
+                steps_list: Sequence[int] | None = None, raw: Mapping[Any, Any] | None = None) -> pd.DataFrame:
+    """Robust accuracy of the adaptive attack (and of the undefended model) against the number of steps.
+
+    ``raw`` (from :func:`run_grid`): the grid's adaptive run at this eps and the profile's steps is
+    the same attack with the same seed, so its outcome is reused instead of run again.
+    """
     steps_list = list(ctx.sizes.steps_curve if steps_list is None else steps_list)
     rows = []
     for combo in [None, *combos]:
         for st in steps_list:
-            xa, _ = adaptive(ctx, combo, eps, steps=st, seed=1)
-            r = summarize(ctx, combo, outcomes(ctx, combo, xa))
+            if raw is not None and combo is not None and st == ctx.sizes.steps and (eps, "adaptive", combo) in raw:
+                out = raw[(eps, "adaptive", combo)]
+            else:
+                out = outcomes(ctx, combo, adaptive(ctx, combo, eps, steps=st, seed=1)[0])
+            r = summarize(ctx, combo, out)
             rows.append({"combo": "undefended" if combo is None else f"{D.DETECTOR_NAMES[combo[0]]} / {combo[1]}",
                          "steps": st, "robust_acc": r["robust_acc"], "success": r["success"]})
     frame = pd.DataFrame(rows)
-    frame.attrs["monotone"] = bool(all((g["robust_acc"].diff().dropna() <= 1e-9).all()
-                                       for _, g in frame.groupby("combo", sort=False)))
+    rises = [float(g["robust_acc"].diff().max()) for _, g in frame.groupby("combo", sort=False) if len(g) > 1]
+    frame.attrs["max_rise"] = max([0.0, *rises])
+    frame.attrs["monotone"] = frame.attrs["max_rise"] <= 1e-9
     return frame
 
 
-def undefended_success(ctx: Context, eps: float = 0.3) -> float:
-    """Success rate (percent) of the attack against the model alone (should be 100 at eps 0.3)."""
-    xa, _ = adaptive(ctx, None, eps, seed=2)
-    return 100 * float(outcomes(ctx, None, xa)["mis"].mean())
+def undefended_success(ctx: Context, eps: float = 0.3, seeds: Sequence[int] = (0, 1, 2),
+                       raw: Mapping[Any, Any] | None = None) -> dict[str, Any]:
+    """Success (percent) of the attack against the model alone, once per seed (random start), and
+    the share of images fooled by at least one of those runs (restarts). Should be 100 at eps 0.3.
+    ``raw`` (from :func:`run_grid`): its PGD lambda = 0 run is this attack with seed 0, reused."""
+    mis = []
+    for sd in seeds:
+        key = (eps, "undefended_mis", sd)
+        mis.append(raw[key] if raw is not None and key in raw
+                   else outcomes(ctx, None, adaptive(ctx, None, eps, seed=sd)[0])["mis"])
+    return {"seeds": list(seeds), "per_run": [100 * float(m.mean()) for m in mis],
+            "any_run": 100 * float(np.any(mis, axis=0).mean()), "n": len(mis[0])}
+
+
+def sanity_table(check0: pd.DataFrame, curve: pd.DataFrame, undefended: Mapping[str, Any]) -> pd.DataFrame:
+    """The three sanity checks of the literature (Carlini et al. 2019, "On evaluating adversarial
+    robustness"; Tramer et al. 2020), each with its criterion, our number and whether it passed."""
+    auroc_diff = float(check0["abs diff"].max()) if len(check0) else 0.0
+    return pd.DataFrame([
+        {"check": "lambda = 0 rebuilds chapter 03's BIM set",
+         "criterion": "same images (max pixel difference <= 1e-6) and the same AUROC for every detector",
+         "result": f"max pixel difference {check0.attrs['max_pixel_diff']:.1e} over {check0.attrs['n']} images; "
+                   f"max AUROC difference {auroc_diff:.1e}",
+         "passed": bool(check0.attrs["max_pixel_diff"] <= 1e-6 and auroc_diff <= 1e-9)},
+        {"check": "more steps never weaker",
+         "criterion": "robust accuracy non-increasing in the number of steps, on every curve",
+         "result": f"largest rise {curve.attrs['max_rise']:.1f} points over {curve['combo'].nunique()} curves",
+         "passed": bool(curve.attrs["monotone"])},
+        {"check": "the undefended model falls at eps 0.3",
+         "criterion": "100% attack success (an image counts as fooled when one of the runs, i.e. restarts, fools it)",
+         "result": f"{undefended['any_run']:.1f}% of {undefended['n']} images; runs with seeds {undefended['seeds']}: "
+                   + ", ".join(f"{v:.1f}%" for v in undefended["per_run"]),
+         "passed": bool(undefended["any_run"] >= 100.0)},
+    ])
 
 
 # ----------------------------------------------------------------------------- claims
-def auroc_replicates(ctx: Context, raw: Mapping[Any, Any], combos: Sequence[tuple[str, str]],
-                     eps_list: Sequence[float], n_boot: int, seed: int = 0) -> dict[Any, np.ndarray]:
-    """Bootstrap replicates (column 0 = the estimate) of AUROC per (eps, attack, combo).
-
-    The legitimate test set is resampled with one set of indices shared by every detector
-    (paired); each attack's successful images are resampled on their own.
-    """
-    rng = np.random.default_rng(seed)
-    n_leg = len(next(iter(ctx.legit_scores.values())))
-    leg_idx = np.vstack([np.arange(n_leg)[None], rng.integers(0, n_leg, (n_boot, n_leg))])
-    out = {}
-    for eps in eps_list:
-        for name in ATTACKS:
-            for combo in combos:
-                o = raw[(eps, name, combo)]
-                adv = o["score"][o["mis"]]
-                if len(adv) < 2:
-                    out[(eps, name, combo)] = np.full(1 + n_boot, np.nan)
-                    continue
-                a_idx = np.vstack([np.arange(len(adv))[None], rng.integers(0, len(adv), (n_boot, len(adv)))])
-                out[(eps, name, combo)] = _auroc_rows(ctx.legit_scores[combo][leg_idx], adv[a_idx])
-    return out
+def _diff(reps: Mapping[Any, Mapping[str, np.ndarray]], eps: float, attack: str, det: str, metric: str) -> np.ndarray:
+    """Replicates of ``metric`` on logits minus on softmax (paired: the same resamples on both sides)."""
+    return reps[(eps, attack, (det, "logits"))][metric] - reps[(eps, attack, (det, "softmax"))][metric]
 
 
-def _logit_advantage(det: str) -> Any:
+def _logit_advantage(det: str, eps: float) -> Any:
     def test(r: Mapping[str, Any]) -> Outcome:
-        reps = r["auroc"]
-        eps = r["eps"]
-        a, b = reps[(eps, "adaptive", (det, "logits"))], reps[(eps, "adaptive", (det, "softmax"))]
-        if not (np.isfinite(a).all() and np.isfinite(b).all()):
-            return Outcome("undetermined", {}, "too few successful adaptive examples to compute an AUROC")
-        e = estimate(a - b)
-        na = estimate(reps[(eps, "bim", (det, "logits"))] - reps[(eps, "bim", (det, "softmax"))])
-        return Outcome(greater_than(e), {"AUROC logits - softmax, adaptive": e,
-                                         "same, chapter 03's BIM": na},
+        reps = r["reps"]
+        e = estimate_of(_diff(reps, eps, "adaptive", det, "auroc"))
+        numbers = {"AUROC logits - softmax, adaptive": e,
+                   "same, chapter 03's BIM": estimate_of(_diff(reps, eps, "bim", det, "auroc")),
+                   "robust acc. logits - softmax, adaptive": estimate_of(_diff(reps, eps, "adaptive", det, "robust_acc"))}
+        if not e.finite:
+            return Outcome("undetermined", numbers, "too few successful adaptive examples to compute an AUROC")
+        return Outcome(greater_than(e), numbers,
                        f"{D.DETECTOR_NAMES[det]} at eps {eps}: the adaptive attack targets each representation's own detector")
     return test
 
 
-def _nn_near_perfect(r: Mapping[str, Any]) -> Outcome:
-    reps = r["auroc"][(r["eps"], "adaptive", ("nn", "logits"))]
-    if not np.isfinite(reps).all():
-        return Outcome("undetermined", {}, "too few successful adaptive examples")
-    e = estimate(reps)
-    return Outcome(at_least(e, 99.0), {"NN on logits, AUROC under adaptive attack": e},
-                   "000 states the AUROC against non-adaptive attacks; here the attacker knows the NN")
+def _nn_near_perfect(eps: float) -> Any:
+    def test(r: Mapping[str, Any]) -> Outcome:
+        e = estimate_of(r["reps"][(eps, "adaptive", ("nn", "logits"))]["auroc"])
+        if not e.finite:
+            return Outcome("undetermined", {}, "too few successful adaptive examples")
+        return Outcome(at_least(e, 99.0), {"NN on logits, AUROC under adaptive attack": e},
+                       f"eps {eps}: 000 states the AUROC against non-adaptive attacks; here the attacker knows the NN")
+    return test
 
 
-def claims(combos: Sequence[tuple[str, str]]) -> list[Claim]:
-    """Chapter 06's claims: 000 section 4.4 / 4.5's statements, re-tested against adaptive attacks."""
+def claims(combos: Sequence[tuple[str, str]], eps_list: Sequence[float] = (0.3,)) -> list[Claim]:
+    """Chapter 06's claims: 000 section 4.4 / 4.5's statements, re-tested against adaptive attacks,
+    once per eps (ids without a suffix at 000's eps 0.3, ``-eps<e>`` otherwise). Results: ``{"reps":
+    replicates(...)}``."""
     quote45 = ("Using the logits as inputs instead of softmax probabilities provides better results in the "
                "vast majority of settings")
     have = set(combos)
-    out = [Claim(f"06-logits-{d}", CHAPTER, "000", "section 4.5", quote45,
-                 f"{D.DETECTOR_NAMES[d]}: AUROC on logits minus AUROC on softmax, each against the adaptive attack "
-                 "aimed at it (eps 0.3), 95% interval above 0",
-                 "000 section 4.5 compares logits and softmax without a margin: 'better' is a positive difference",
-                 _logit_advantage(d))
-           for d in ("kde", "nn", "ts") if (d, "logits") in have and (d, "softmax") in have]
-    if ("nn", "logits") in have:
-        out.append(Claim("06-nn-99", CHAPTER, "000", "section 4.4",
-                         "It achieves results close to perfection on the MNIST dataset, with average AUROC over 99%",
-                         "NN detector on logits: AUROC against the adaptive attack (eps 0.3), whole 95% interval >= 99",
-                         "000 section 4.4's own number (99%)", _nn_near_perfect))
+    out = []
+    for eps in eps_list:
+        tag = "" if eps == 0.3 else f"-eps{eps:g}"
+        out += [Claim(f"06-logits-{d}{tag}", CHAPTER, "000", "section 4.5", quote45,
+                      f"{D.DETECTOR_NAMES[d]}: AUROC on logits minus AUROC on softmax, each against the adaptive "
+                      f"attack aimed at it (eps {eps:g}), 95% interval above 0",
+                      "000 section 4.5 compares logits and softmax without a margin: 'better' is a positive difference",
+                      _logit_advantage(d, eps))
+                for d in ("kde", "nn", "ts") if (d, "logits") in have and (d, "softmax") in have]
+        if ("nn", "logits") in have:
+            out.append(Claim(f"06-nn-99{tag}", CHAPTER, "000", "section 4.4",
+                             "It achieves results close to perfection on the MNIST dataset, with average AUROC over 99%",
+                             f"NN detector on logits: AUROC against the adaptive attack (eps {eps:g}), whole 95% "
+                             "interval >= 99", "000 section 4.4's own number (99%)", _nn_near_perfect(eps)))
     return out
 
 
-def overall_verdict(table: pd.DataFrame) -> str:
-    """The conjunction of the logits-vs-softmax verdicts (held only if held for every detector)."""
-    rows = table[table["id"].str.startswith("06-logits")]
+def verdicts_line(table: pd.DataFrame, eps: float = 0.3) -> str:
+    """The logits-vs-softmax verdict per detector at ``eps``, as text ("KDE held, NN undetermined, ...")."""
+    tag = "" if eps == 0.3 else f"-eps{eps:g}"
+    by_id = dict(zip(table["id"], table["verdict"]))
+    parts = [f"{D.DETECTOR_NAMES[d]} {by_id[f'06-logits-{d}{tag}']}" for d in ("kde", "nn", "ts")
+             if f"06-logits-{d}{tag}" in by_id]
+    return ", ".join(parts) if parts else "no detector run on both logits and softmax"
+
+
+def overall_verdict(table: pd.DataFrame, eps: float = 0.3) -> str:
+    """The conjunction of the logits-vs-softmax verdicts at ``eps`` (held only if held for every detector)."""
+    tag = "" if eps == 0.3 else f"-eps{eps:g}"
+    rows = table[table["id"].isin([f"06-logits-{d}{tag}" for d in ("kde", "nn", "ts")])]
     return all_of(list(rows["verdict"])) if len(rows) else "not testable here"
-
-
-def estimate_of(reps: np.ndarray) -> Estimate:
-    """An :class:`Estimate` from replicates (NaN when too few successful examples)."""
-    return estimate(reps) if np.isfinite(reps).all() else Estimate(float("nan"), float("nan"), float("nan"))
