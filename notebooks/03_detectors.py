@@ -294,7 +294,7 @@ for rule in AUPR_RULES:
     aupr_rows.append(g[g["metric"].isin(["aupr_in", "aupr_out"]) & (g["group"] == "all")].assign(convention=rule))
 aupr_conv = pd.concat(aupr_rows)
 display(aupr_conv.pivot_table(index="detector", columns=["metric", "convention"], values="value", sort=False)
-        .style.format("{:.1f}"))
+        .sort_index(axis=1).style.format("{:.1f}"))
 
 # %% [markdown]
 # ### The submission's own inconsistencies
