@@ -15,6 +15,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro fuzz prebuild wheelhouse test-kit
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
+	@echo "          [SEEDS=1]                    training seeds behind chapters 02-03 (default: the profile's cnn_seeds)"
 	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"
 	@echo "make test-fast                         unit and property tests only (no papermill, no browser)"
 	@echo "make fuzz [FUZZ_EXAMPLES=2000]         the property-based fuzz of the API and notebook parameters, many cases"
@@ -24,7 +25,7 @@ help:
 	@echo "                                       build every model and set on Dask first (then make book only reads)"
 	@echo "make lab                               JupyterLab (the .py notebooks open as notebooks)"
 	@echo "make bench                             benchmarks against torchattacks / scipy / sklearn"
-	@echo "make wheelhouse                        the offline GPU-node kit in build/wheelhouse/ (see softlib/kit.py)"
+	@echo "make wheelhouse [KIT_PYTHON=3.12]      the offline GPU-node kit in build/wheelhouse/ (see softlib/kit.py)"
 	@echo "make test-kit                          install that kit with the network off and run chapter 01 (smoke)"
 	@echo "make sync                              re-pair notebooks/*.py -> *.ipynb (output-free)"
 	@echo "make clean                             remove the built book and executed notebooks"
@@ -46,20 +47,20 @@ data: env
 	$(BIN)/python -m softlib.data fetch mnist fashion_mnist
 
 book: data
-	$(BIN)/python -m softlib.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB))
-	$(BIN)/python -m softlib.claimspage --out book/chapters/claims.md
+	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB)) $(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/python -m softlib.tooling.claimspage --out book/chapters/claims.md
 	$(BIN)/jupyter-book build book --quiet
 	@echo "The book: file://$(CURDIR)/book/_build/html/index.html"
 
 notebook: data
-	$(BIN)/python -m softlib.notebooks run --profile $(PROFILE) --out book/chapters --only $(NB)
+	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters --only $(NB) $(if $(SEEDS),--seeds $(SEEDS))
 
 test: data
 	$(BIN)/python -m pytest -q
 
 # the chapters twice (1 and 2 BLAS threads, separate caches): verdicts must agree (results/repro-<profile>.json)
 verify-repro: data
-	$(BIN)/python -m softlib.repro --profile $(PROFILE) --only $(or $(NB),01 02 03) --threads 1 2
+	$(BIN)/python -m softlib.tooling.repro --profile $(PROFILE) --only $(or $(NB),01 02 03) --threads 1 2
 
 # the development loop: everything but the tests marked `slow` (papermill, the book build, Chromium)
 test-fast: data
@@ -73,26 +74,26 @@ lab: env
 	$(BIN)/python -m pip install -q --disable-pip-version-check ".[lab]"
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
-# The book's cache entries as a Dask task graph (softlib.plan / softlib.prebuild): a LocalCluster of
+# The book's cache entries as a Dask task graph (softlib.tooling.plan / softlib.tooling.prebuild): a LocalCluster of
 # WORKERS processes, or a running cluster with SCHEDULER=tcp://host:8786 (README: "Running on a cluster").
 prebuild: data
-	$(BIN)/python -m softlib.prebuild --profile $(PROFILE) --workers $(WORKERS) \
+	$(BIN)/python -m softlib.tooling.prebuild --profile $(PROFILE) --workers $(WORKERS) \
 		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(SHARE),--share $(SHARE)) $(if $(SEEDS),--seeds $(SEEDS))
 
 bench: data
-	$(BIN)/python -m softlib.notebooks bench
+	$(BIN)/python -m softlib.tooling.notebooks bench
 
-# The offline GPU-node kit (wheels for CPython 3.11 + 3.12, data, source; <= 60 MB): on the node,
+# The offline GPU-node kit (wheels for one CPython, KIT_PYTHON, default this venv's; data, source; <= 60 MB): on the node,
 # `python3 build/wheelhouse/kit.py run --dest DIR --out OUT --profile paper` (README "GPU node").
 wheelhouse: data
-	nice -n 10 $(BIN)/python -m softlib.kit build --out build/wheelhouse
+	nice -n 10 $(BIN)/python -m softlib.tooling.kit build --out build/wheelhouse $(if $(KIT_PYTHON),--python $(KIT_PYTHON))
 
 test-kit: data
 	@test -f build/wheelhouse/manifest.json || $(MAKE) wheelhouse
 	$(BIN)/python -m pytest -q -m slow tests/test_kit.py
 
 sync: env
-	$(BIN)/python -m softlib.notebooks sync
+	$(BIN)/python -m softlib.tooling.notebooks sync
 
 clean:
 	rm -rf book/_build book/chapters

@@ -46,8 +46,8 @@ sys.path.insert(0, str(ROOT))
 from softlib import zoo  # noqa: E402
 from softlib.attacks import MaxConfidence, make_attack, run_attack  # noqa: E402
 from softlib.data import load_split  # noqa: E402
-from softlib.record import merge_json  # noqa: E402
 from softlib.runtime import get_device  # noqa: E402
+from softlib.tooling.record import merge_json  # noqa: E402
 
 EPS = 0.3  # 000 section 3.1
 

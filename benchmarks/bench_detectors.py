@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from softlib.detectors import KDE, TrustScore  # noqa: E402
-from softlib.record import merge_json  # noqa: E402
 from softlib.runtime import get_device  # noqa: E402
+from softlib.tooling.record import merge_json  # noqa: E402
 
 
 def _time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:

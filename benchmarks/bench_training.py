@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from softlib.data import load_split  # noqa: E402
 from softlib.models import build_model, predict  # noqa: E402
-from softlib.record import merge_json  # noqa: E402
 from softlib.runtime import generator, get_device  # noqa: E402
+from softlib.tooling.record import merge_json  # noqa: E402
 from softlib.train import RECIPES, augment_batch, train_model  # noqa: E402
 
 BATCH = 64  # 000 section 3.1

@@ -28,10 +28,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
+from myst_nb import glue
 
-from softlib.profiles import get_profile
-from softlib.runtime import get_device, seed_everything
-from softlib.softmax import (
+from softlib.chapters.ch01.lemmas import (
     check_dtypes,
     epsilon_bound,
     lemma22_change,
@@ -40,9 +39,10 @@ from softlib.softmax import (
     top_prob_gradient,
     unit_roundoff,
 )
-from softlib.validate import check_int, check_notebook_parameters
-
 from softlib.plots import use_book_style
+from softlib.profiles import get_profile
+from softlib.runtime import get_device, seed_everything
+from softlib.validate import check_int, check_notebook_parameters
 
 check_notebook_parameters()  # refuses parameters this notebook does not declare
 use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
@@ -51,8 +51,13 @@ num_classes = check_int("num_classes", num_classes, low=2, high=100_000)
 dtypes = check_dtypes(dtypes)
 seed_everything(0)
 device = get_device()
-display(Markdown(f"Profile **{prof.name}** (no effect in this chapter), {num_classes} classes, "
-                 f"formats {', '.join(dtypes)}, computed on **{device}**."))
+for key, value in {"profile": prof.name, "C": num_classes, "dtypes": ", ".join(dtypes), "device": str(device),
+                   "C_minus_1": num_classes - 1, "C_minus_2": num_classes - 2}.items():
+    glue(f"ch01_{key}", value, display=False)
+
+# %% [markdown]
+# Profile **{glue:text}`ch01_profile`** (no effect in this chapter), {glue:text}`ch01_C` classes,
+# formats {glue:text}`ch01_dtypes`, computed on **{glue:text}`ch01_device`**.
 
 # %% [markdown]
 # ## The two lemmas (appendix A of Ozbulak et al.)
@@ -178,7 +183,14 @@ for name in dtypes:
             f"effectively adds $k={r.effective_terms:.2f}$ of the {num_classes - 1} small terms to the 1 at once "
             f"(its vector lanes and reduction tree). The pure implementation: $g={r.gap_pure:.4f}$."
         )
-display(Markdown(f"With $C={num_classes}$:\n\n" + "\n".join(lines)))
+glue("ch01_saturation_lines", Markdown("\n".join(lines)), display=False)
+
+# %% [markdown]
+# With $C$ = {glue:text}`ch01_C`:
+#
+# ```{glue:md} ch01_saturation_lines
+# :format: myst
+# ```
 
 # %% [markdown]
 # What this shows. For float16 and bfloat16 the prediction of case 1 holds to within one
@@ -243,12 +255,13 @@ for name in dtypes:
     zero = r["grad"] == 0
     after = zero[np.argmax(zero):] if zero.any() else np.array([False])
     first_zero[name] = (float(r["gap"][np.argmax(zero)]) if zero.any() else float("nan"), bool(after.all()))
-display(Markdown(
-    "On this grid the gradient is exactly 0 from the first gap with $p_1=1$ onwards: "
-    + "; ".join(f"{n}: from $g={g:.2f}$ (stays 0 afterwards: {'yes' if ok else 'no'})"
-                for n, (g, ok) in first_zero.items())
-    + f". The exact gradient at $g=50$ is still {exact['grad_exact'][-1]:.1e}."
-))
+glue("ch01_first_zero", "; ".join(f"{n}: from g = {g:.2f} (stays 0 afterwards: {'yes' if ok else 'no'})"
+                                  for n, (g, ok) in first_zero.items()), display=False)
+glue("ch01_exact_grad_50", float(exact["grad_exact"][-1]), display=False)
+
+# %% [markdown]
+# On this grid the gradient is exactly 0 from the first gap with $p_1=1$ onwards:
+# {glue:text}`ch01_first_zero`. The exact gradient at $g=50$ is still {glue:text}`ch01_exact_grad_50:.1e`.
 
 # %% [markdown]
 # **The paper's claim and whether it held.** Lemma 2.1 holds in all four formats, in the
@@ -317,7 +330,12 @@ for title, res in maps.items():
                    f"{int(applies.sum())} grid points) the top probability falls at "
                    f"**{100 * frac_fall:.1f}%** of them; the sign of the exact margin predicts the "
                    f"direction at {100 * agree:.1f}%.")
-display(Markdown("\n".join(summary)))
+glue("ch01_lemma22_summary", Markdown("\n".join(summary)), display=False)
+
+# %% [markdown]
+# ```{glue:md} ch01_lemma22_summary
+# :format: myst
+# ```
 
 # %% [markdown]
 # The paper's figure 2 shows the same effect along an attack: two class activations rise
@@ -346,14 +364,20 @@ plt.show()
 # %% tags=["remove-input"]
 neg, pres = paths["negligible (at -30)"], paths["present (at 0)"]
 peak = int(np.argmax(pres["p1"]))
-display(Markdown(
-    f"With the other classes negligible, $p_1$ "
-    f"{'falls at every step' if (np.diff(neg['p1']) < 0).all() else 'does not fall at every step'}, from {neg['p1'][0]:.3f} to "
-    f"{neg['p1'][-1]:.3f}, while the top logit climbs from {neg['top_logit'][0]:.0f} to "
-    f"{neg['top_logit'][-1]:.0f} and stays on top. With {num_classes - 2} other classes at 0, "
-    f"$p_1$ first **rises** from {pres['p1'][0]:.3f} to {pres['p1'][peak]:.3f} (step {peak}) before it falls: "
-    f"the increments alone do not decide, the margin does."
-))
+glue("ch01_neg_falls", "falls at every step" if (np.diff(neg["p1"]) < 0).all() else "does not fall at every step",
+     display=False)
+for key, value in {"neg_p1_first": neg["p1"][0], "neg_p1_last": neg["p1"][-1], "neg_top_first": neg["top_logit"][0],
+                   "neg_top_last": neg["top_logit"][-1], "pres_p1_first": pres["p1"][0],
+                   "pres_p1_peak": pres["p1"][peak], "peak": peak}.items():
+    glue(f"ch01_{key}", value.item() if hasattr(value, "item") else value, display=False)
+
+# %% [markdown]
+# With the other classes negligible, $p_1$ {glue:text}`ch01_neg_falls`, from
+# {glue:text}`ch01_neg_p1_first:.3f` to {glue:text}`ch01_neg_p1_last:.3f`, while the top logit climbs
+# from {glue:text}`ch01_neg_top_first:.0f` to {glue:text}`ch01_neg_top_last:.0f` and stays on top. With
+# {glue:text}`ch01_C_minus_2` other classes at 0, $p_1$ first **rises** from
+# {glue:text}`ch01_pres_p1_first:.3f` to {glue:text}`ch01_pres_p1_peak:.3f` (step {glue:text}`ch01_peak`)
+# before it falls: the increments alone do not decide, the margin does.
 
 # %% [markdown]
 # **The paper's claim and whether it held.** Lemma 2.2 holds when the other outputs are
@@ -375,13 +399,14 @@ display(Markdown(
 #
 # The lemmas are statements about arithmetic, so their numbers are exact (no sampling, no
 # interval) and the same in every profile: this chapter has no paper-settings run to compare
-# with. The claims and their tests live in `softlib.claims01`.
+# with. The claims and their tests live in `softlib.chapters.ch01.claims`.
 
 # %%
 from myst_nb import glue
 
-from softlib import claims, claims01
-from softlib.record import record
+from softlib import claims
+from softlib.chapters.ch01 import claims as claims01
+from softlib.tooling.record import record
 
 fall_share = {("negligible" if "negligible" in k else "present"): float((m["change"][m["applies"]] < 0).mean())
               for k, m in maps.items()}

@@ -42,8 +42,12 @@ import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
+from myst_nb import glue
 
-from softlib import claims, claims04, imagenet, overoptimize as oo, transfer
+from softlib import claims, imagenet
+from softlib.chapters.ch04 import aggregation, correlations, figures, runner, settings
+from softlib.chapters.ch04 import claims as claims04
+from softlib.chapters.ch04 import overoptimize as oo
 from softlib.paper import misleading_softmax as paper
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
@@ -51,34 +55,37 @@ from softlib.validate import check_alloc, check_choice, check_int, check_noteboo
 from softlib.plots import use_book_style
 
 use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
-
-
-def nanmed(v) -> float:
-    """Median ignoring NaN; NaN (no warning) when nothing is left."""
-    v = np.asarray(v, dtype=float)
-    return float(np.median(v[np.isfinite(v)])) if np.isfinite(v).any() else float("nan")
-
+nanmed = aggregation.nan_median
 check_notebook_parameters()  # refuses parameters this notebook does not declare
 prof = get_profile(profile)
-check_choice("setting", setting, transfer.SETTINGS)
+check_choice("setting", setting, settings.SETTINGS)
 seed = check_seed("seed", seed)
 n = prof.transfer_images if n_images is None else check_int("n_images", n_images, low=2)
 iters = prof.transfer_iters if iterations is None else check_int("iterations", iterations, low=1)
-scale = transfer.pixel_scale(pixel_units)
+scale = runner.pixel_scale(pixel_units)
 eval_every = check_int("eval_every", eval_every, low=1, high=iters)
 check_alloc(f"n_images={n} x iterations={iters}", 6 * oo.record_bytes(n, iters, k=2, n_observers=2, eval_every=eval_every))  # 2 attacks x 3 models
-setting_name = transfer.resolve_setting(setting)
+setting_name = settings.resolve_setting(setting)
 seed_everything(seed)
 device = get_device()
 progress = prof.name != "smoke"
+
+# %% tags=["remove-cell"]
 lacking = imagenet.missing()
-display(Markdown(
-    f"Profile **{prof.name}** ({prof.description}); setting **{setting_name}**; {n} images, "
-    f"{iters} iterations (004: {paper.N_IMAGES} and {paper.N_ITERATIONS}); device `{device}`."
-    + ("" if setting_name == "imagenet" else
-       "\n\nThe ImageNet setting of 004 is not available here; missing: " + "; ".join(lacking) +
-       ". The chapter runs its stand-in: three model families trained by softlib on MNIST.")
-))
+for key, value in {"profile": prof.name, "profile_desc": prof.description, "setting": setting_name, "n": n,
+                   "iters": iters, "paper_n": paper.N_IMAGES, "paper_iters": paper.N_ITERATIONS,
+                   "device": str(device)}.items():
+    glue(f"ch04_{key}", value, display=False)
+glue("ch04_setting_note", Markdown("" if setting_name == "imagenet" else
+     "The ImageNet setting of 004 is not available here; missing: " + "; ".join(lacking) +
+     ". The chapter runs its stand-in: three model families trained by softlib on MNIST."), display=False)
+
+# %% [markdown]
+# Profile **{glue:text}`ch04_profile`** ({glue:text}`ch04_profile_desc`); setting
+# **{glue:text}`ch04_setting`**; {glue:text}`ch04_n` images, {glue:text}`ch04_iters` iterations
+# (004: {glue:text}`ch04_paper_n` and {glue:text}`ch04_paper_iters`); device {glue:text}`ch04_device`.
+#
+# {glue:md}`ch04_setting_note:myst`
 
 # %% [markdown]
 # ## The setting
@@ -92,15 +99,21 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 t0 = time.perf_counter()
-st = transfer.load_setting(setting_name, prof, seed=seed, n=n, progress=progress)
+st = settings.load_setting(setting_name, prof, seed=seed, n=n, progress=progress)
 names = list(st.models)
-fig_model = transfer.FIGURE_MODEL[st.name]
+fig_model = settings.FIGURE_MODEL[st.name]
 rows = [{"model": k, "test accuracy": st.meta.get("test_acc", {}).get(k, np.nan),
-         "training loss by epoch": " > ".join(f"{v:.3f}" for v in getattr(m, "meta", {}).get("train_loss", [])),
-         "cache key": getattr(m, "cache_key", "")[:12]} for k, m in st.models.items()]
+         "training loss by epoch": " > ".join(f"{v:.3f}" for v in m.meta.get("train_loss", [])),
+         "cache key": m.key[:12]} for k, m in st.models.items()]
 display(pd.DataFrame(rows))
-display(Markdown(f"{st.note}. {len(st.x)} images selected; figures 1 and 2 use the **{fig_model}**. "
-                 "The training loss per epoch shows how far each model is from its plateau."))
+glue("ch04_setting_desc", st.note, display=False)
+glue("ch04_n_selected", len(st.x), display=False)
+glue("ch04_fig_model", fig_model, display=False)
+
+# %% [markdown]
+# {glue:text}`ch04_setting_desc`. {glue:text}`ch04_n_selected` images selected; figures 1 and 2 use
+# the **{glue:text}`ch04_fig_model`**. The training loss per epoch shows how far each model is from
+# its plateau.
 
 # %% [markdown]
 # ## Points of reference: natural images and the float32 softmax
@@ -123,7 +136,7 @@ if st.name == "mnist":
 else:
     x_nat = st.x
     nat_what = f"the {len(st.x)} selected validation images"
-natural = {k: transfer.natural_activations(m, x_nat, device=device) for k, m in st.models.items()}
+natural = {k: aggregation.natural_activations(m, x_nat, device=device) for k, m in st.models.items()}
 gap_theory = float(np.log(2.0**24))
 nat_table = pd.DataFrame([{
     "model": k,
@@ -133,14 +146,18 @@ nat_table = pd.DataFrame([{
     "lowest top activation with softmax == 1.0": r["min_act_soft_one"],
 } for k, r in natural.items()])
 display(nat_table.round(3))
-display(Markdown(
-    f"Over {nat_what}, the highest class activation is "
-    + ", ".join(f"{r['max']:.1f} ({k})" for k, r in natural.items())
-    + f" (004: about {paper.NATURAL_MAX_ACTIVATION:.0f} on ResNet-50). A float32 softmax of exactly 1.0 needs a gap "
-    f"of about {gap_theory:.1f} between the two largest logits; "
-    + ", ".join(f"{100 * r['soft_one']:.2f}% of natural images on {k}" for k, r in natural.items())
-    + " already read 1.0."
-))
+glue("ch04_nat_what", nat_what, display=False)
+glue("ch04_nat_max", ", ".join(f"{r['max']:.1f} ({k})" for k, r in natural.items()), display=False)
+glue("ch04_paper_nat_max", paper.NATURAL_MAX_ACTIVATION, display=False)
+glue("ch04_gap_theory", gap_theory, display=False)
+glue("ch04_nat_soft_one", ", ".join(f"{100 * r['soft_one']:.2f}% of natural images on {k}" for k, r in natural.items()),
+     display=False)
+
+# %% [markdown]
+# Over {glue:text}`ch04_nat_what`, the highest class activation is {glue:text}`ch04_nat_max`
+# (004: about {glue:text}`ch04_paper_nat_max:.0f` on ResNet-50). A float32 softmax of exactly 1.0
+# needs a gap of about {glue:text}`ch04_gap_theory:.1f` between the two largest logits;
+# {glue:text}`ch04_nat_soft_one` already read 1.0.
 
 # %% [markdown]
 # ## The attacks, and the units of the step
@@ -163,17 +180,22 @@ display(Markdown(
 k_demo = min(8, len(st.x))
 demo = {}
 for units in ("paper", "unit"):
-    r = oo.over_optimize(st.models[fig_model], st.x[:k_demo], transfer.random_targets(st.y, st.num_classes, seed)[:k_demo],
-                         iters=iters, pixel_scale=transfer.pixel_scale(units), device=device, progress=False)
+    r = oo.over_optimize(st.models[fig_model], st.x[:k_demo], settings.random_targets(st.y, st.num_classes, seed)[:k_demo],
+                         iters=iters, pixel_scale=runner.pixel_scale(units), device=device, progress=False)
     demo[units] = r["target_act"][:, -1, 0] - r["target_act"][:, 0, 0]
-display(Markdown(
-    f"On the {fig_model}, over {iters} steps, the target logit of {k_demo} images rises by a median of "
-    f"**{np.median(demo['paper']):.3g}** with the $[0, 255]$ reading and **{np.median(demo['unit']):.3g}** with "
-    "$\\alpha$ on the $[0, 1]$ scale. The literal reading cannot produce 004's activations of $10^2$ to $4\\cdot 10^3$ "
-    "in 500 steps; the authors' public code (github.com/utkuozbulak/pytorch-cnn-adversarial-attacks) steps on the "
-    "model's normalised input, a scale close to $[0, 1]$. The chapter uses "
-    f"`pixel_units={pixel_units!r}` (step multiplier $\\alpha/S^2$ with $S = {scale:g}$)."
-))
+for key, value in {"k_demo": k_demo, "rise_paper": float(np.median(demo["paper"])),
+                   "rise_unit": float(np.median(demo["unit"])), "pixel_units": pixel_units, "scale": scale}.items():
+    glue(f"ch04_{key}", value, display=False)
+
+# %% [markdown]
+# On the {glue:text}`ch04_fig_model`, over {glue:text}`ch04_iters` steps, the target logit of
+# {glue:text}`ch04_k_demo` images rises by a median of **{glue:text}`ch04_rise_paper:.3g`** with the
+# $[0, 255]$ reading and **{glue:text}`ch04_rise_unit:.3g`** with $\alpha$ on the $[0, 1]$ scale. The
+# literal reading cannot produce 004's activations of $10^2$ to $4\cdot 10^3$ in 500 steps; the
+# authors' public code (github.com/utkuozbulak/pytorch-cnn-adversarial-attacks) steps on the model's
+# normalised input, a scale close to $[0, 1]$. The chapter uses
+# pixel units {glue:text}`ch04_pixel_units` (step multiplier $\alpha/S^2$ with
+# $S = $ {glue:text}`ch04_scale:g`).
 
 # %% [markdown]
 # ## Run: every model attacks, the other two watch
@@ -185,18 +207,23 @@ display(Markdown(
 
 # %%
 t_run = time.perf_counter()
-arrays, meta = transfer.transfer_experiment(st, iters=iters, seed=seed, pixel_units=pixel_units,
+arrays, meta = runner.transfer_experiment(st, iters=iters, seed=seed, pixel_units=pixel_units,
                                             eval_every=eval_every, progress=progress)
 wall = meta.get("wall_s", {})
 wall_total = float(sum(wall.values())) if wall else float("nan")
 per_100x100 = wall_total / (len(st.x) * iters) * 100 * 100 if wall else float("nan")
-display(Markdown(
-    f"Trajectories {'computed' if wall and time.perf_counter() - t_run > 0.5 * wall_total else 'loaded from the cache'}: "
-    f"{len(st.x)} images x {iters} steps x {len(names)} sources x 2 attacks took {wall_total:.0f} s on "
-    f"`{meta.get('device', '?')}` when they were computed, i.e. **{per_100x100:.0f} s per 100 images x 100 iterations** "
-    "(both attacks, all three sources, the other models evaluated every "
-    f"{eval_every} step{'s' if eval_every > 1 else ''})."
-))
+glue("ch04_run_how", "computed" if wall and time.perf_counter() - t_run > 0.5 * wall_total else "loaded from the cache",
+     display=False)
+for key, value in {"n_sources": len(names), "wall_total": wall_total, "run_device": meta.get("device", "?"),
+                   "per_100x100": per_100x100, "eval_every": eval_every}.items():
+    glue(f"ch04_{key}", value, display=False)
+
+# %% [markdown]
+# Trajectories {glue:text}`ch04_run_how`: {glue:text}`ch04_n_selected` images x {glue:text}`ch04_iters`
+# steps x {glue:text}`ch04_n_sources` sources x 2 attacks took {glue:text}`ch04_wall_total:.0f` s on
+# {glue:text}`ch04_run_device` when they were computed, i.e. **{glue:text}`ch04_per_100x100:.0f` s per
+# 100 images x 100 iterations** (both attacks, all three sources, the other models evaluated every
+# {glue:text}`ch04_eval_every` step(s)).
 
 # %% [markdown]
 # ## Figure 1: over-optimised examples all read softmax 1.0
@@ -208,18 +235,10 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 def snapshots(attack: str):
-    i = transfer.pick_example(arrays, attack, fig_model)
-    x1 = st.x[i : i + 1]
+    i = figures.pick_example(arrays, attack, fig_model)
     c = arrays[f"{attack}/{fig_model}/targets"][i]
-    kw = dict(iters=iters, pixel_scale=scale, device=device, progress=False)
-    run = (oo.over_optimize(st.models[fig_model], x1, c[:1], **kw) if attack == "overoptimized"
-           else oo.multiclass_optimize(st.models[fig_model], x1, c[:1], c[1:], **kw))
-    steps = [0] + [s for s in transfer.figure_steps(run, attack) if s > 0]
-    run = (oo.over_optimize(st.models[fig_model], x1, c[:1], keep_steps=steps, **kw) if attack == "overoptimized"
-           else oo.multiclass_optimize(st.models[fig_model], x1, c[:1], c[1:], keep_steps=steps, **kw))
-    imgs = run["images"][0]
-    desc = transfer.describe_images(st.models[fig_model], torch.from_numpy(imgs))
-    desc.insert(0, "step", steps)
+    imgs, desc = figures.snapshot_run(st.models[fig_model], st.x[i : i + 1], c, attack, iters=iters,
+                                      pixel_scale=scale, device=device)
     return i, c, imgs, desc
 
 
@@ -234,7 +253,7 @@ def conf_text(conf: float) -> str:
 
 titles = [f"step {s}\npred {label(p)}, conf {conf_text(conf)}\nCA1 {a:.1f}, CA2 {b:.1f}"
           for s, p, conf, a, b in zip(desc1["step"], desc1["prediction"], desc1["confidence"], desc1["ca1"], desc1["ca2"])]
-transfer.plot_snapshots(imgs1, titles)
+figures.plot_snapshots(imgs1, titles)
 plt.show()
 
 # %% tags=["hide-input"]
@@ -245,17 +264,21 @@ cmp1 = pd.DataFrame({
 ours1 = desc1[["step", "confidence", "ca1", "ca2"]].rename(columns={"confidence": "our confidence", "ca1": "our CA1", "ca2": "our CA2"})
 display(pd.concat([cmp1.iloc[: len(ours1)].reset_index(drop=True), ours1.reset_index(drop=True)], axis=1).round(4))
 adv1 = desc1.iloc[1:]
-display(Markdown(
-    f"Image {i1}, label {label(int(st.y[i1]))}, target {label(int(c1[0]))}. "
-    + ("The adversarial versions read a float32 softmax of "
-       + ", ".join(f"{v:.6g}" for v in adv1["confidence"])
-       + f" while their top activation goes from {adv1['ca1'].min():.1f} to {adv1['ca1'].max():.1f} "
-       f"(x{adv1['ca1'].max() / max(adv1['ca1'].min(), 1e-9):.1f}); 004's went from about 1e2 to 4e3 (x40). "
-       f"The highest natural activation on this model is {natural[fig_model]['max']:.1f} and the highest natural "
-       f"activation of the target class is {natural[fig_model]['per_class'][int(c1[0])]:.1f} "
-       f"(004: {paper.NATURAL_MAX_ACTIVATION:.0f} and {paper.NATURAL_MAX_TARGET_ACTIVATION:.0f})."
-       if len(adv1) else "No step reached the target.")
-))
+glue("ch04_fig1_example", f"Image {i1}, label {label(int(st.y[i1]))}, target {label(int(c1[0]))}", display=False)
+glue("ch04_fig1_text", Markdown(
+    "The adversarial versions read a float32 softmax of " + ", ".join(f"{v:.6g}" for v in adv1["confidence"])
+    + f" while their top activation goes from {adv1['ca1'].min():.1f} to {adv1['ca1'].max():.1f} "
+    f"(x{adv1['ca1'].max() / max(adv1['ca1'].min(), 1e-9):.1f})" if len(adv1) else "No step reached the target"),
+    display=False)
+glue("ch04_nat_fig_max", natural[fig_model]["max"], display=False)
+glue("ch04_nat_fig_target", float(natural[fig_model]["per_class"][int(c1[0])]), display=False)
+glue("ch04_paper_nat_target", paper.NATURAL_MAX_TARGET_ACTIVATION, display=False)
+
+# %% [markdown]
+# {glue:text}`ch04_fig1_example`. {glue:md}`ch04_fig1_text:myst`; 004's went from about 1e2 to 4e3 (x40).
+# The highest natural activation on this model is {glue:text}`ch04_nat_fig_max:.1f` and the highest
+# natural activation of the target class is {glue:text}`ch04_nat_fig_target:.1f` (004:
+# {glue:text}`ch04_paper_nat_max:.0f` and {glue:text}`ch04_paper_nat_target:.0f`).
 
 # %% [markdown]
 # ## Figure 2: multi-class examples whose confidence falls while the activations rise
@@ -267,7 +290,7 @@ display(Markdown(
 i2, c2, imgs2, desc2 = snapshots("multiclass")
 titles = [f"step {s}\npred {label(p)}, conf {conf:.3f}\nCA1 {a:.1f}, CA2 {b:.1f}, CA3 {c:.1f}"
           for s, p, conf, a, b, c in zip(desc2["step"], desc2["prediction"], desc2["confidence"], desc2["ca1"], desc2["ca2"], desc2["ca3"])]
-transfer.plot_snapshots(imgs2, titles)
+figures.plot_snapshots(imgs2, titles)
 plt.show()
 fig2 = paper.figure_table(2)
 cmp2 = pd.DataFrame({"panel": fig2["panel"], "paper confidence": fig2["confidence"], "paper CA1": fig2["ca1"],
@@ -276,12 +299,15 @@ ours2 = desc2[["step", "confidence", "ca1", "ca2", "ca3"]].rename(
     columns={"confidence": "our confidence", "ca1": "our CA1", "ca2": "our CA2", "ca3": "our CA3"})
 display(pd.concat([cmp2.iloc[: len(ours2)].reset_index(drop=True), ours2.reset_index(drop=True)], axis=1).round(3))
 adv2 = desc2.iloc[1:]
-display(Markdown(
-    f"Image {i2}, label {label(int(st.y[i2]))}, optimised classes {label(int(c2[0]))} and {label(int(c2[1]))}. "
-    + (f"Confidence {' -> '.join(f'{v:.3f}' for v in adv2['confidence'])} while CA1 goes "
-       f"{' -> '.join(f'{v:.1f}' for v in adv2['ca1'])} and CA2 {' -> '.join(f'{v:.1f}' for v in adv2['ca2'])}."
-       if len(adv2) else "")
-))
+glue("ch04_fig2_example", f"Image {i2}, label {label(int(st.y[i2]))}, optimised classes {label(int(c2[0]))} "
+     f"and {label(int(c2[1]))}", display=False)
+glue("ch04_fig2_conf", " -> ".join(f"{v:.3f}" for v in adv2["confidence"]) or "none", display=False)
+glue("ch04_fig2_ca1", " -> ".join(f"{v:.1f}" for v in adv2["ca1"]) or "none", display=False)
+glue("ch04_fig2_ca2", " -> ".join(f"{v:.1f}" for v in adv2["ca2"]) or "none", display=False)
+
+# %% [markdown]
+# {glue:text}`ch04_fig2_example`. Confidence {glue:text}`ch04_fig2_conf` while CA1 goes
+# {glue:text}`ch04_fig2_ca1` and CA2 {glue:text}`ch04_fig2_ca2`.
 
 # %% [markdown]
 # ## Figures 3 to 5: activation and softmax against transferability
@@ -294,62 +320,54 @@ display(Markdown(
 # figure 5 for multi-class examples. (Figure 3 is one panel of each: VGG-16 to ResNet-50.)
 
 # %%
-curves = {a: transfer.pair_curves(arrays, a) for a in transfer.ATTACKS}
+curves = {a: aggregation.pair_curves(arrays, a) for a in runner.ATTACKS}
 for a, fig_no in (("overoptimized", 4), ("multiclass", 5)):
-    transfer.plot_pairs(curves[a], f"Figure {fig_no} ({transfer.ATTACK_TITLES[a]}): {st.name}")
+    figures.plot_pairs(curves[a], f"Figure {fig_no} ({runner.ATTACK_TITLES[a]}): {st.name}")
     plt.show()
 kept = pd.concat([c.groupby(["source", "other"])[["n_kept", "n_total"]].first().assign(attack=a)
                   for a, c in curves.items()]).reset_index()
 kept["dropped"] = kept["n_total"] - kept["n_kept"]
 display(kept)
-display(Markdown(
-    f"Data cleaning drops {kept['dropped'].min()} to {kept['dropped'].max()} of {len(st.x)} examples per pair "
-    f"(004: {paper.FILTERED_RANGE[0]} to {paper.FILTERED_RANGE[1]} of {paper.N_IMAGES})."
-))
+for key, value in {"dropped_min": int(kept["dropped"].min()), "dropped_max": int(kept["dropped"].max()),
+                   "paper_dropped_min": paper.FILTERED_RANGE[0], "paper_dropped_max": paper.FILTERED_RANGE[1]}.items():
+    glue(f"ch04_{key}", value, display=False)
+
+# %% [markdown]
+# Data cleaning drops {glue:text}`ch04_dropped_min` to {glue:text}`ch04_dropped_max` of
+# {glue:text}`ch04_n_selected` examples per pair (004: {glue:text}`ch04_paper_dropped_min` to
+# {glue:text}`ch04_paper_dropped_max` of {glue:text}`ch04_paper_n`).
 
 # %% [markdown]
 # ## How far the attacks go: saturation and final activations
 
 # %% tags=["hide-input"]
-sat_rows = []
-for a in transfer.ATTACKS:
-    for src in names:
-        s = transfer.softmax_saturation(arrays, a, src)
-        top = arrays[f"{a}/{src}/top_act"]
-        soft = arrays[f"{a}/{src}/top_soft"]
-        sat_rows.append({
-            "attack": a, "source": src,
-            "reach softmax 1.0": s["fraction"],
-            "CA1 when softmax hits 1.0 (median)": s["act_median"],
-            "gap when softmax hits 1.0 (median)": s["gap_median"],
-            "step (median)": s["first_step_median"],
-            "final CA1 median": float(np.median(top[:, -1])),
-            "final CA1 max": float(top[:, -1].max()),
-            "final softmax median": float(np.median(soft[:, -1])),
-            "natural max CA": natural[src]["max"],
-        })
-sat = pd.DataFrame(sat_rows)
+sat = aggregation.saturation_table(arrays, natural)
 display(sat.round(3))
 ov = sat[sat["attack"] == "overoptimized"]
 mc = sat[sat["attack"] == "multiclass"]
-display(Markdown(
-    "Over-optimised: the float32 softmax first reads 1.0 at a median top activation of "
-    + ", ".join(f"{r['CA1 when softmax hits 1.0 (median)']:.1f} ({r['source']})" for _, r in ov.iterrows())
-    + f", i.e. a gap of about {nanmed(ov['gap when softmax hits 1.0 (median)']):.1f} to the second logit "
-    f"(theory: {gap_theory:.1f}). After {iters} steps the median top activation is "
-    + ", ".join(f"{r['final CA1 median']:.1f} (max {r['final CA1 max']:.1f}, {r['source']})" for _, r in ov.iterrows())
-    + ", against 004's 1e2, 5e2 and 4e3 on ResNet-50 and natural maxima of "
-    + ", ".join(f"{r['natural max CA']:.1f}" for _, r in ov.iterrows())
-    + ". Multi-class: the median final softmax is "
-    + ", ".join(f"{r['final softmax median']:.3f} ({r['source']})" for _, r in mc.iterrows())
-    + f" (004: stuck at about {paper.MULTICLASS_SOFTMAX_PLATEAU})."
-))
+glue("ch04_sat_act", ", ".join(f"{r['CA1 when softmax hits 1.0 (median)']:.1f} ({r['source']})" for _, r in ov.iterrows()),
+     display=False)
+glue("ch04_sat_gap", nanmed(ov["gap when softmax hits 1.0 (median)"]), display=False)
+glue("ch04_final_act", ", ".join(f"{r['final CA1 median']:.1f} (max {r['final CA1 max']:.1f}, {r['source']})"
+                                 for _, r in ov.iterrows()), display=False)
+glue("ch04_nat_maxima", ", ".join(f"{r['natural max CA']:.1f}" for _, r in ov.iterrows()), display=False)
+glue("ch04_mc_soft", ", ".join(f"{r['final softmax median']:.3f} ({r['source']})" for _, r in mc.iterrows()),
+     display=False)
+glue("ch04_paper_plateau", paper.MULTICLASS_SOFTMAX_PLATEAU, display=False)
+
+# %% [markdown]
+# Over-optimised: the float32 softmax first reads 1.0 at a median top activation of
+# {glue:text}`ch04_sat_act`, i.e. a gap of about {glue:text}`ch04_sat_gap:.1f` to the second logit
+# (theory: {glue:text}`ch04_gap_theory:.1f`). After {glue:text}`ch04_iters` steps the median top
+# activation is {glue:text}`ch04_final_act`, against 004's 1e2, 5e2 and 4e3 on ResNet-50 and natural
+# maxima of {glue:text}`ch04_nat_maxima`. Multi-class: the median final softmax is
+# {glue:text}`ch04_mc_soft` (004: stuck at about {glue:text}`ch04_paper_plateau`).
 
 # %% [markdown]
 # ## Do activations or softmax go with transferability? Rank correlations
 #
 # Two readings of the claim, each a Spearman rank correlation with its p-value
-# (`softlib.transfer.rank_correlations`):
+# (`softlib.chapters.ch04.correlations.rank_correlations`):
 #
 # - **curve**: across the steps of each panel above, the transfer percentage against the mean
 #   top activation, and against the mean softmax;
@@ -361,26 +379,30 @@ display(Markdown(
 # A softmax constant at 1.0 has no rank correlation (NaN).
 
 # %% tags=["hide-input"]
-corr = pd.concat([transfer.rank_correlations(arrays, a).assign(attack=a) for a in transfer.ATTACKS], ignore_index=True)
+corr = pd.concat([correlations.rank_correlations(arrays, a).assign(attack=a) for a in runner.ATTACKS], ignore_index=True)
 cols = ["attack", "source", "other", "n_kept", "curve_act_rho", "curve_act_p", "curve_soft_rho", "curve_soft_p",
         "mid_step", "mid_pct", "ex_act_rho", "ex_act_p", "ex_soft_rho", "ex_soft_p"]
 display(corr[cols].round(4))
+for a in runner.ATTACKS:
+    for key, value in correlations.correlation_summary(corr, a).items():
+        glue(f"ch04_{a}_{key}", value, display=False)
 
-
-def summary(a: str) -> str:
-    d = corr[corr["attack"] == a]
-    sig = lambda r, p: int(((d[r] > 0) & (d[p] < 0.05)).sum())  # noqa: E731
-    return (f"**{transfer.ATTACK_TITLES[a]}** ({len(d)} pairs): curve rho, activation median "
-            f"{nanmed(d['curve_act_rho']):.2f} (positive and p < 0.05 in {sig('curve_act_rho', 'curve_act_p')} pairs), "
-            f"softmax median {nanmed(d['curve_soft_rho']):.2f} "
-            f"({sig('curve_soft_rho', 'curve_soft_p')} pairs); example rho, activation median "
-            f"{nanmed(d['ex_act_rho']):.2f} "
-            f"({sig('ex_act_rho', 'ex_act_p')} pairs positive and significant), softmax median "
-            f"{nanmed(d['ex_soft_rho']):.2f} "
-            f"({sig('ex_soft_rho', 'ex_soft_p')} pairs).")
-
-
-display(Markdown("\n\n".join(summary(a) for a in transfer.ATTACKS)))
+# %% [markdown]
+# **Over-optimised** ({glue:text}`ch04_overoptimized_pairs` pairs): curve rho, activation median
+# {glue:text}`ch04_overoptimized_curve_act_median:.2f` (positive and p < 0.05 in
+# {glue:text}`ch04_overoptimized_curve_act_significant` pairs), softmax median
+# {glue:text}`ch04_overoptimized_curve_soft_median:.2f` ({glue:text}`ch04_overoptimized_curve_soft_significant`
+# pairs); example rho, activation median {glue:text}`ch04_overoptimized_ex_act_median:.2f`
+# ({glue:text}`ch04_overoptimized_ex_act_significant` pairs positive and significant), softmax median
+# {glue:text}`ch04_overoptimized_ex_soft_median:.2f` ({glue:text}`ch04_overoptimized_ex_soft_significant` pairs).
+#
+# **Multi-class optimised** ({glue:text}`ch04_multiclass_pairs` pairs): curve rho, activation median
+# {glue:text}`ch04_multiclass_curve_act_median:.2f` (positive and p < 0.05 in
+# {glue:text}`ch04_multiclass_curve_act_significant` pairs), softmax median
+# {glue:text}`ch04_multiclass_curve_soft_median:.2f` ({glue:text}`ch04_multiclass_curve_soft_significant`
+# pairs); example rho, activation median {glue:text}`ch04_multiclass_ex_act_median:.2f`
+# ({glue:text}`ch04_multiclass_ex_act_significant` pairs positive and significant), softmax median
+# {glue:text}`ch04_multiclass_ex_soft_median:.2f` ({glue:text}`ch04_multiclass_ex_soft_significant` pairs).
 
 # %% [markdown]
 # ## The paper's claims, and what our run says
@@ -393,7 +415,7 @@ display(Markdown("\n\n".join(summary(a) for a in transfer.ATTACKS)))
 # over-optimised examples is made only where Lemma 2.1 applies: on the examples whose float32
 # softmax already reads 1.0 at the step compared. An example still below 1.0 is outside the
 # lemma's regime; there the softmax still moves, and the paper says nothing about it. The claims
-# and their tests live in `softlib.claims04`, with a unit test for each outcome.
+# and their tests live in `softlib.chapters.ch04.claims`, with a unit test for each outcome.
 
 # %%
 results04 = {"arrays": arrays, "natural_max": {k: r["max"] for k, r in natural.items()},
@@ -402,8 +424,13 @@ display(claims04.pair_table(results04))
 claim_table = claims.evaluate(list(claims04.CLAIMS), results04)
 display(claims.display_table(claim_table).style.hide(axis="index"))
 counts = claim_table["verdict"].value_counts()
-display(Markdown(f"{len(claim_table)} claims ({st.name}, {len(st.x)} images, {iters} steps): "
-                 + ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS) + "."))
+glue("ch04_n_claims", len(claim_table), display=False)
+glue("ch04_verdict_counts", ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS), display=False)
+glue("ch04_setting_name", st.name, display=False)
+
+# %% [markdown]
+# {glue:text}`ch04_n_claims` claims ({glue:text}`ch04_setting_name`, {glue:text}`ch04_n_selected` images,
+# {glue:text}`ch04_iters` steps): {glue:text}`ch04_verdict_counts`.
 
 # %% [markdown]
 # **Reading the numbers.** The curve correlations are high for anything that grows with the
@@ -418,20 +445,21 @@ display(Markdown(f"{len(claim_table)} claims ({st.name}, {len(st.x)} images, {it
 
 # %% tags=["remove-input"]
 ratio = {r["source"]: r["final CA1 max"] / r["natural max CA"] for _, r in ov.iterrows()}
-display(Markdown(
-    (f"**Why our activations stay small.** The {st.name.upper()} inputs live in a small box "
-     f"({int(np.prod(st.x.shape[1:]))} pixels in $[0, 1]$), and a network's logit is bounded on it. Our largest "
-     "over-optimised activations are "
-     + ", ".join(f"{v:.1f}x ({k})" for k, v in ratio.items())
-     + f" the natural maximum, where 004's reach about {paper.FIGURE1[-1]['ca1'] / paper.NATURAL_MAX_ACTIVATION:.0f}x "
-     "on 224x224x3 ImageNet inputs (4e3 against 52). " if st.name == "mnist" else "")
-    + "The masking itself (a softmax of exactly 1.0 for examples whose activations differ several-fold, and a "
-    "softmax around 0.5 to 0.6 for examples whose activations keep rising) does not need large activations: it "
-    f"happens once the gap to the second logit passes about {gap_theory:.1f}."
-))
+glue("ch04_why_small", Markdown(
+    f"**Why our activations stay small.** The {st.name.upper()} inputs live in a small box "
+    f"({int(np.prod(st.x.shape[1:]))} pixels in $[0, 1]$), and a network's logit is bounded on it. Our largest "
+    "over-optimised activations are " + ", ".join(f"{v:.1f}x ({k})" for k, v in ratio.items())
+    + f" the natural maximum, where 004's reach about {paper.FIGURE1[-1]['ca1'] / paper.NATURAL_MAX_ACTIVATION:.0f}x "
+    "on 224x224x3 ImageNet inputs (4e3 against 52)." if st.name == "mnist" else ""), display=False)
+
+# %% [markdown]
+# {glue:md}`ch04_why_small:myst` The masking itself (a softmax of exactly 1.0 for examples whose
+# activations differ several-fold, and a softmax around 0.5 to 0.6 for examples whose activations
+# keep rising) does not need large activations: it happens once the gap to the second logit passes
+# about {glue:text}`ch04_gap_theory:.1f`.
 
 # %% tags=["remove-cell"]
-from softlib.record import record
+from softlib.tooling.record import record
 
 record("04_overoptimization_transferability", prof.name, {
     "saturation": sat.to_dict("records"),

@@ -49,9 +49,12 @@ import pandas as pd
 import seaborn as sns
 import torch
 from IPython.display import Markdown, display
+from myst_nb import glue
 
-from softlib import claims, claims05 as c5, data, robustness as rob, zoo
+from softlib import claims, data, zoo
 from softlib.attacks import default_eps
+from softlib.chapters.ch05 import claims as c5
+from softlib.chapters.ch05 import embedding, lambda_grid, outcomes, views
 from softlib.paper import detection_vs_robustness as p003
 from softlib.profiles import get_profile
 from softlib.runtime import get_device, seed_everything
@@ -90,19 +93,36 @@ steps = min(p003.ATTACK_SETTINGS["pgd"]["steps"], prof.attack_steps)  # 003 sect
 seed_everything(seed)
 device = get_device()
 
-display(Markdown(f"""
-**Run settings.** Profile `{prof.name}` ({prof.description}). Data: **{dataset}** ({dataset_note}).
-Device: `{device}`. Model: ResNet-{prof.resnet_depth} (003: ResNet-32), batch {prof.resnet_batch or 256}, {epochs} epoch(s)
-(003 table 1: 200) on {prof.train_size or 'all'} training images. Evaluation on {prof.n_test} test
-images; the KDE is fitted on {prof.n_fit} training images. Attacks: L-inf FGSM, BIM and PGD with
-n = {steps} iterations of size eps/{steps} (003 section 4.3: n = 10, step eps/10; PGD with a random
-start). Detection table at eps = {eps_table:.4g} (**003 does not give the eps of table 3**: we use
-{'0.3, the usual MNIST budget' if dataset != 'cifar10' else '8/255, the usual CIFAR-10 budget'}).
-Grid: {len(grid_values)} x {len(grid_values)} values {list(grid_values)} (003 section 4.4: 6 x 6,
-{list(p003.GRID)}), ResNet-{prof.resnet_depth} on MNIST, {grid_epochs} epoch(s) each on {prof.grid_train_size or prof.train_size or 'all'} training images,
-PGD at eps = {grid_eps:.4g}.
-Profile shortcuts: {prof.shortcuts}.
-"""))
+
+# %% tags=["remove-cell"]
+for key, value in {
+    "profile": prof.name, "profile_desc": prof.description, "dataset": dataset, "device": str(device),
+    "depth": prof.resnet_depth, "batch": prof.resnet_batch or 256, "epochs": epochs,
+    "train_size": prof.train_size or "all", "n_test": prof.n_test, "n_fit": prof.n_fit, "steps": steps,
+    "eps_table": eps_table, "n_grid": len(grid_values), "grid_values": str(list(grid_values)),
+    "paper_grid": str(list(p003.GRID)), "grid_epochs": grid_epochs,
+    "grid_train_size": prof.grid_train_size or prof.train_size or "all", "grid_eps": grid_eps,
+    "shortcuts": prof.shortcuts,
+}.items():
+    glue(f"ch05_{key}", value, display=False)
+glue("ch05_dataset_note", Markdown(dataset_note), display=False)
+glue("ch05_eps_why", "0.3, the usual MNIST budget" if dataset != "cifar10" else "8/255, the usual CIFAR-10 budget",
+     display=False)
+
+# %% [markdown]
+# **Run settings.** Profile {glue:text}`ch05_profile` ({glue:text}`ch05_profile_desc`). Data:
+# **{glue:text}`ch05_dataset`** ({glue:md}`ch05_dataset_note:myst`). Device: {glue:text}`ch05_device`.
+# Model: ResNet-{glue:text}`ch05_depth` (003: ResNet-32), batch {glue:text}`ch05_batch`,
+# {glue:text}`ch05_epochs` epoch(s) (003 table 1: 200) on {glue:text}`ch05_train_size` training
+# images. Evaluation on {glue:text}`ch05_n_test` test images; the KDE is fitted on
+# {glue:text}`ch05_n_fit` training images. Attacks: L-inf FGSM, BIM and PGD with
+# n = {glue:text}`ch05_steps` iterations of size eps/{glue:text}`ch05_steps` (003 section 4.3: n = 10,
+# step eps/10; PGD with a random start). Detection table at eps = {glue:text}`ch05_eps_table:.4g`
+# (**003 does not give the eps of table 3**: we use {glue:text}`ch05_eps_why`). Grid:
+# {glue:text}`ch05_n_grid` x {glue:text}`ch05_n_grid` values {glue:text}`ch05_grid_values` (003
+# section 4.4: 6 x 6, {glue:text}`ch05_paper_grid`), ResNet-{glue:text}`ch05_depth` on MNIST,
+# {glue:text}`ch05_grid_epochs` epoch(s) each on {glue:text}`ch05_grid_train_size` training images,
+# PGD at eps = {glue:text}`ch05_grid_eps:.4g`. Profile shortcuts: {glue:text}`ch05_shortcuts`.
 
 # %% [markdown]
 # ## Training setup (the paper's table 1)
@@ -137,7 +157,7 @@ models = {
 }
 x_all, y_all = (t[: prof.test_eval_size] for t in data.load_split(dataset, train=False))  # None: all
 acc_examples = pd.concat([pd.DataFrame({"loss": loss, "example": np.arange(len(x_all)),
-                                        "correct": rob.correct_examples(m, x_all, y_all, loss=loss)})
+                                        "correct": outcomes.correct_examples(m, x_all, y_all, loss=loss)})
                           for loss, m in models.items()], ignore_index=True)
 results = {"dataset": dataset, "acc_examples": acc_examples}
 acc_est = c5.accuracy_estimates(results)
@@ -148,17 +168,21 @@ acc_table = pd.DataFrame([{"loss": p003.LOSS_NAMES[k], "ours": 100 * e.value, "l
 display(acc_table.style.format({"paper": "{:.2f}", "ours": "{:.2f}", "low": "{:.2f}", "high": "{:.2f}",
                                 "diff": "{:+.2f}"}).hide(axis="index"))
 excluded = c5.excluded(results)
-display(Markdown(
-    f"Test accuracy (%) on the {len(x_all):,} images of the {dataset} test set, 95% bootstrap interval; paper: "
-    "003 table 2 (CIFAR-10, ResNet-32, 200 epochs)"
-    + (" — **not comparable in level: different data set and training budget**." if dataset != "cifar10"
-       or prof.name != "paper" else ".")
-    + ("\n\n**Left out of the verdicts:** " + "; ".join(excluded.values()) + ". "
-       + ("RCE's gradient on the logits is $p - R_y$: at the uniform start it is $1/N$ on the true class against "
-          "$1 - 1/N$ for CE, about $N - 1 = 9$ times weaker, so in the same number of steps RCE learns far less "
-          "(003 trains 200 epochs)." if "rce" in excluded else "") if excluded else
-       "\n\nEvery model reaches the accuracy bar.")
-))
+glue("ch05_n_acc", f"{len(x_all):,}", display=False)
+glue("ch05_acc_comparable", Markdown("**Not comparable in level: different data set and training budget.**"
+                                     if dataset != "cifar10" or prof.name != "paper" else ""), display=False)
+glue("ch05_left_out", Markdown(
+    "**Left out of the verdicts:** " + "; ".join(excluded.values()) + ". "
+    + ("RCE's gradient on the logits is $p - R_y$: at the uniform start it is $1/N$ on the true class against "
+       "$1 - 1/N$ for CE, about $N - 1 = 9$ times weaker, so in the same number of steps RCE learns far less "
+       "(003 trains 200 epochs)." if "rce" in excluded else "") if excluded else
+    "Every model reaches the accuracy bar."), display=False)
+
+# %% [markdown]
+# Test accuracy (%) on the {glue:text}`ch05_n_acc` images of the {glue:text}`ch05_dataset` test set, 95%
+# bootstrap interval; paper: 003 table 2 (CIFAR-10, ResNet-32, 200 epochs). {glue:md}`ch05_acc_comparable:myst`
+#
+# {glue:md}`ch05_left_out:myst`
 
 # %% [markdown]
 # ## Detection with a KDE on the last hidden layer (table 3) and robustness (figure 4)
@@ -170,28 +194,27 @@ display(Markdown(
 # eps of the curve give the robustness curves.
 
 # %%
-x_test, y_test = rob.eval_subset(dataset, prof.n_test, train=False, seed=seed)
-x_fit, y_fit = rob.eval_subset(dataset, prof.n_fit, train=True, seed=seed)
+x_test, y_test = lambda_grid.eval_subset(dataset, prof.n_test, train=False, seed=seed)
+x_fit, y_fit = lambda_grid.eval_subset(dataset, prof.n_fit, train=True, seed=seed)
 examples = pd.concat(
-    [rob.example_outcomes(m, x_test, y_test, fit_x=x_fit, fit_y=y_fit, loss=loss, attacks=p003.ATTACKS,
+    [outcomes.example_outcomes(m, x_test, y_test, fit_x=x_fit, fit_y=y_fit, loss=loss, attacks=p003.ATTACKS,
                           eps_list=eps_curve, steps=steps, seed=seed, batch_size=prof.eval_batch)
      for loss, m in models.items()],
     ignore_index=True,
 )
 results["examples"] = examples
-rows = [{"loss": loss, "attack": att, "eps": eps, **rob.rates(sub)}
-        for (loss, att, eps), sub in examples.groupby(["loss", "attack", "eps"], sort=False)]
-curves = pd.DataFrame(rows)
+curves = outcomes.rates_table(examples)
 auc_tab = c5.auc_table(results)
 display(auc_tab.style.format({"eps": "{:.3g}", "ours": "{:.1f}", "low": "{:.1f}", "high": "{:.1f}", "paper": "{:.1f}",
                               "diff": "{:+.1f}"}).hide(axis="index"))
-display(Markdown(
-    f"Detection AUC (%) at every eps > 0 with its 95% bootstrap interval over the {prof.n_test} test images; "
-    "`n_adv` = successful adversarial examples. Paper: 003 table 3 (CIFAR-10, eps not given). 003 does not give "
-    "the eps, and on MNIST large eps saturate every AUC near 100%, where no comparison means anything: the "
-    f"verdict uses, per attack, the eps (`verdict eps`) whose largest AUC is lowest among those with at least "
-    f"{c5.MIN_ADV} successful attacks on every model."
-))
+glue("ch05_min_adv", c5.MIN_ADV, display=False)
+
+# %% [markdown]
+# Detection AUC (%) at every eps > 0 with its 95% bootstrap interval over the {glue:text}`ch05_n_test`
+# test images; `n_adv` = successful adversarial examples. Paper: 003 table 3 (CIFAR-10, eps not
+# given). 003 does not give the eps, and on MNIST large eps saturate every AUC near 100%, where no
+# comparison means anything: the verdict uses, per attack, the eps (`verdict eps`) whose largest AUC
+# is lowest among those with at least {glue:text}`ch05_min_adv` successful attacks on every model.
 
 # %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), sharey=True)
@@ -229,10 +252,10 @@ results["hidden"] = {}  # name -> (last hidden layer, labels) of the figure imag
 
 def tsne_panel(ax, model, loss, title, key):
     """t-SNE of the last hidden layer of ``model`` on the figure images, coloured by label."""
-    hidden, _ = rob.hidden_and_predictions(model, x_fig, loss=loss, batch_size=prof.eval_batch)
+    hidden, _ = views.hidden_and_predictions(model, x_fig, loss=loss, batch_size=prof.eval_batch)
     results["hidden"][key] = (hidden, y_fig)
-    emb, lab = rob.tsne_embedding(hidden, y_fig, n=prof.n_figure, seed=seed)
-    comp = rob.class_compactness(hidden, y_fig)
+    emb, lab = embedding.tsne_embedding(hidden, y_fig, n=prof.n_figure, seed=seed)
+    comp = embedding.class_compactness(hidden, y_fig)
     ax.scatter(emb[:, 0], emb[:, 1], c=lab, cmap="tab10", s=6)
     ax.set_title(f"{title}\ncompactness {comp:.2f}")
     ax.set_xticks([])
@@ -272,7 +295,7 @@ plt.show()
 # left out of the correlation.
 
 # %% tags=["hide-input"]
-grid_df, results["grid_examples"] = rob.run_grid(grid_values, grid_values, prof, dataset="mnist", seed=seed,
+grid_df, results["grid_examples"] = lambda_grid.run_grid(grid_values, grid_values, prof, dataset="mnist", seed=seed,
                                                  eps=grid_eps, epochs=grid_epochs, return_examples=True)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 panels = ("test_acc", "robust_acc", "auc")
@@ -288,15 +311,23 @@ fig.tight_layout()
 plt.show()
 kept_cells, left_out = c5.grid_cells(results)
 rho = c5.grid_rho(results)
-display(Markdown(
-    f"Spearman rank correlation between robust accuracy and detection AUC over the {len(kept_cells)} cells at or "
-    f"above the {100 * c5.ACC_BAR['mnist']:.0f}% accuracy bar: $\\rho$ = {rho.fmt(2)} (95% bootstrap interval over "
-    f"the {prof.n_test} test images). Clean test accuracy of the grid models: {100 * grid_df.test_acc.min():.1f}% to "
-    f"{100 * grid_df.test_acc.max():.1f}% after {grid_epochs} epoch(s)."
-    + ("\n\n**Left out (not converged):** " + "; ".join(left_out) + ". With the unsquared $\\lambda_2 \\|Z\\|_2$ of "
-       "eq. 3 the squeezing gradient has norm $\\lambda_2$ whatever the logits, as large as cross-entropy's at the "
-       "start: at $\\lambda_2 = 1$ it holds the logits near 0 and training is slow." if left_out else "")
-))
+for key, value in {"n_cells": len(kept_cells), "acc_bar": 100 * c5.ACC_BAR["mnist"], "rho": rho.fmt(2),
+                   "grid_acc_min": 100 * float(grid_df.test_acc.min()),
+                   "grid_acc_max": 100 * float(grid_df.test_acc.max())}.items():
+    glue(f"ch05_{key}", value, display=False)
+glue("ch05_grid_left_out", Markdown(
+    "**Left out (not converged):** " + "; ".join(left_out) + ". With the unsquared $\\lambda_2 \\|Z\\|_2$ of eq. 3 "
+    "the squeezing gradient has norm $\\lambda_2$ whatever the logits, as large as cross-entropy's at the start: "
+    "at $\\lambda_2 = 1$ it holds the logits near 0 and training is slow." if left_out else ""), display=False)
+
+# %% [markdown]
+# Spearman rank correlation between robust accuracy and detection AUC over the
+# {glue:text}`ch05_n_cells` cells at or above the {glue:text}`ch05_acc_bar:.0f`% accuracy bar:
+# $\rho$ = {glue:text}`ch05_rho` (95% bootstrap interval over the {glue:text}`ch05_n_test` test
+# images). Clean test accuracy of the grid models: {glue:text}`ch05_grid_acc_min:.1f`% to
+# {glue:text}`ch05_grid_acc_max:.1f`% after {glue:text}`ch05_grid_epochs` epoch(s).
+#
+# {glue:md}`ch05_grid_left_out:myst`
 
 # %% [markdown]
 # ## The paper's claims against our numbers
@@ -307,18 +338,21 @@ display(Markdown(
 # **not held** when it is wholly on the other side, **undetermined** when it straddles the criterion
 # (a tie is never a win), when a model it needs is below the accuracy bar, or when detection is
 # saturated; **not testable here** when the data is not available (CIFAR-10 rows on MNIST). The
-# claims and their tests live in `softlib.claims05`, with a unit test for each outcome.
+# claims and their tests live in `softlib.chapters.ch05.claims`, with a unit test for each outcome.
 
 # %%
 results["n_boot"], results["seed"] = prof.n_boot, seed
 claim_table = claims.evaluate(c5.CLAIMS, results)
 display(claims.display_table(claim_table).style.hide(axis="index"))
 counts = claim_table["verdict"].value_counts()
-display(Markdown(
-    f"{len(claim_table)} claims on {dataset} (profile `{prof.name}`, {epochs} training epoch(s) per model): "
-    + ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS) + "."
-    + (f" Left out of every verdict: {'; '.join(excluded.values())}." if excluded else "")
-))
+glue("ch05_n_claims", len(claim_table), display=False)
+glue("ch05_verdict_counts", ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS), display=False)
+glue("ch05_claims_left_out", f"Left out of every verdict: {'; '.join(excluded.values())}." if excluded else "",
+     display=False)
+
+# %% [markdown]
+# {glue:text}`ch05_n_claims` claims on {glue:text}`ch05_dataset` (profile {glue:text}`ch05_profile`,
+# {glue:text}`ch05_epochs` training epoch(s) per model): {glue:text}`ch05_verdict_counts`. {glue:text}`ch05_claims_left_out`
 
 # %% [markdown]
 # ### Training seeds
@@ -334,7 +368,7 @@ for s_ in range(seed, seed + n_seeds):
     for loss in p003.LOSSES:
         m = models[loss] if s_ == seed else zoo.get_model(
             "resnet", dataset, prof, s_, loss=loss, loss_params=LOSS_PARAMS[loss], depth=prof.resnet_depth, epochs=epochs)
-        ex_s = examples[examples["loss"] == loss] if s_ == seed else rob.example_outcomes(
+        ex_s = examples[examples["loss"] == loss] if s_ == seed else outcomes.example_outcomes(
             m, x_test, y_test, fit_x=x_fit, fit_y=y_fit, loss=loss, attacks=p003.ATTACKS, eps_list=eps_curve,
             steps=steps, seed=seed, batch_size=prof.eval_batch, progress=False)
         row = {"seed": s_, "loss": p003.LOSS_NAMES[loss], "clean accuracy": 100 * m.meta["test_acc"]}
@@ -342,18 +376,21 @@ for s_ in range(seed, seed + n_seeds):
             row[f"{att.upper()} robust accuracy"] = 100 * ex_s[(ex_s.attack == att) & (ex_s.eps > 0)].adv_correct.mean()
             v_eps = c5.verdict_eps(examples, att)
             if v_eps is not None:
-                row[f"{att.upper()} AUC at eps {v_eps:g}"] = 100 * rob.rates(c5.example_slice(ex_s, loss, att, v_eps))["auc"]
+                row[f"{att.upper()} AUC at eps {v_eps:g}"] = 100 * outcomes.rates(c5.example_slice(ex_s, loss, att, v_eps))["auc"]
         seed_rows.append(row)
 seed_table = pd.DataFrame(seed_rows)
 if n_seeds > 1:
     display(seed_table.drop(columns="seed").groupby("loss").agg(["mean", "min", "max"]).round(2))
-    display(Markdown(f"Mean, min and max over {n_seeds} training seeds ({seed} to {seed + n_seeds - 1})."))
-else:
-    display(Markdown("This profile trains one seed per model (`seeds = 1`): the spread over training seeds is "
-                     "not measured here; the paper profile repeats training with 3 seeds."))
+glue("ch05_seeds_text", Markdown(
+    f"Mean, min and max over {n_seeds} training seeds ({seed} to {seed + n_seeds - 1})." if n_seeds > 1 else
+    "This profile trains one seed per model (`seeds = 1`): the spread over training seeds is not measured here; "
+    "the paper profile repeats training with 3 seeds."), display=False)
+
+# %% [markdown]
+# {glue:md}`ch05_seeds_text:myst`
 
 # %% tags=["remove-cell"]
-from softlib.record import record
+from softlib.tooling.record import record
 
 wall = time.perf_counter() - t_start
 record("05_detection_vs_robustness", prof.name, {

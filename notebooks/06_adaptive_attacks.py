@@ -50,11 +50,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from softlib import chapter06 as C6
+from softlib.chapters.ch06 import experiment as C6
 from softlib import claims, plots, zoo
 from softlib import detectors as D
 from softlib.profiles import get_profile
-from softlib.record import record
+from softlib.tooling.record import record
 from softlib.runtime import get_device, seed_everything
 from softlib.plots import use_book_style
 from softlib.validate import SoftlibError, check_float, check_int, check_notebook_parameters

@@ -54,6 +54,7 @@ import torchattacks
 from torchattacks.attack import Attack
 from tqdm.auto import tqdm
 
+from .models import model_device, prediction_rule
 from .validate import SoftlibError, check_choice, check_float, check_int
 
 #: Bump when an attack's output for the same inputs changes (part of every set's cache key).
@@ -347,29 +348,14 @@ def _num_outputs(model: nn.Module, x: torch.Tensor) -> int | None:
     model.eval()
     try:
         with torch.inference_mode():
-            return int(model(x[:1].to(_model_device(model))).shape[-1])
+            return int(model(x[:1].to(model_device(model))).shape[-1])
     finally:
         model.train(was_training)
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
-def default_predict(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The prediction rule of ``model``: argmax, or the loss's rule when ``model.meta['loss']`` says so."""
-    meta = getattr(model, "meta", None)
-    loss = "ce"
-    if isinstance(meta, dict):
-        loss = meta.get("loss") or (meta.get("spec") or {}).get("loss") or "ce"
-    if loss != "ce":
-        from .losses import predict_labels
-
-        return lambda logits: predict_labels(loss, logits)
-    return lambda logits: logits.argmax(dim=1)
+# the device helper and the prediction rule live in softlib.models (these names are kept for softlib.sets)
+_model_device = model_device
+default_predict = prediction_rule
 
 
 def check_bound(x: torch.Tensor, x_adv: torch.Tensor, eps: float, *, name: str = "attack") -> None:
@@ -412,8 +398,8 @@ def run_attack(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
     seed = check_seed("seed", seed)
     attack = make_attack(name, model, eps=eps, steps=steps, step_size=step_size, **opts)
     bounded = not (name == "deepfool" and not opts.get("project", True))
-    predict = predict or default_predict(model)
-    device = _model_device(model)
+    predict = predict or prediction_rule(model)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     # the attacks differentiate w.r.t. the input only: frozen weights spare autograd their bookkeeping

@@ -15,11 +15,21 @@ Verdicts have four values (:data:`VERDICTS`):
 Intervals come from :func:`bootstrap` (percentile bootstrap over test examples, 1000
 resamples by default) and :func:`paired_bootstrap_diff` (both sides scored on the *same*
 resampled examples, so their shared noise cancels), or from several training seeds.
+
+**Training seeds.** A verdict must not hinge on one trained model: the same recipe retrained
+(another seed, another machine, another BLAS thread count) moves every number a little. When
+a chapter has *replicates* (the same chapter run with further seeds, recorded by
+:func:`softlib.tooling.record.record`), :func:`evaluate` decides each claim on intervals pooled over
+the seeds (:func:`pool_estimates`): the claim's own test runs unchanged, and every interval
+its verdict rules (:func:`greater_than`, :func:`less_than`, :func:`at_least`) see is widened
+by the spread of that number over the seeds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +75,7 @@ class Estimate:
         return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able view (for :func:`softlib.record.record`)."""
+        """JSON-able view (for :func:`softlib.tooling.record.record`)."""
         return {"value": float(self.value), "low": float(self.low), "high": float(self.high),
                 "n": self.n, "method": self.method}
 
@@ -187,8 +197,74 @@ def seed_interval(values: Sequence[float]) -> Estimate:
                     method=f"{v.size} seeds (t, 95%)")
 
 
+def pool_estimates(estimates: Sequence[Estimate]) -> Estimate:
+    """One number from its estimates under several training seeds: the mean, with a 95% interval.
+
+    Each side of the interval adds, in quadrature, the seeds' average bootstrap half-width on
+    that side (the test-example noise, which the seeds share when they score the same test
+    images, so it is not divided by the number of seeds) and the t-based 95% half-width of the
+    mean over seeds (:func:`seed_interval`: the training noise). One estimate is returned as it is.
+    """
+    es = list(estimates)
+    if not es or not all(isinstance(e, Estimate) for e in es):
+        raise SoftlibError(f"pool_estimates needs one or more Estimates, got {es!r}")
+    if len(es) == 1:
+        return es[0]
+    if not all(e.finite for e in es):
+        return Estimate(float("nan"), float("nan"), float("nan"), n=len(es), method=f"{len(es)} seeds (not finite)")
+    v = np.array([e.value for e in es])
+    seed_half = (seed_interval(v).high - float(v.mean()))
+    low_w = float(np.mean([e.value - e.low for e in es]))
+    high_w = float(np.mean([e.high - e.value for e in es]))
+    m = float(v.mean())
+    return Estimate(m, m - float(np.hypot(low_w, seed_half)), m + float(np.hypot(high_w, seed_half)),
+                    n=len(es), method=f"{len(es)} seeds: mean; bootstrap and seed spread (t) in quadrature, 95%")
+
+
+@dataclass
+class _Pool:
+    """The rule inputs of the other seeds for one claim, consumed in call order."""
+
+    others: list[list[Estimate]]
+    calls: int = 0
+    mismatch: bool = False
+
+
+_TRACE: ContextVar[list[Estimate] | None] = ContextVar("softlib_claims_trace", default=None)
+_POOL: ContextVar[_Pool | None] = ContextVar("softlib_claims_pool", default=None)
+
+
+def _decided_on(e: Estimate) -> Estimate:
+    """The estimate a verdict rule decides on: ``e`` itself, or pooled with the other seeds' k-th one."""
+    trace = _TRACE.get()
+    if trace is not None:
+        trace.append(e)
+    pool = _POOL.get()
+    if pool is None:
+        return e
+    k = pool.calls
+    pool.calls += 1
+    if any(k >= len(o) for o in pool.others):
+        pool.mismatch = True
+        return e
+    return pool_estimates([e, *(o[k] for o in pool.others)])
+
+
+@contextmanager
+def _seeds_context(others: list[list[Estimate]] | None) -> Iterator[tuple[list[Estimate], _Pool | None]]:
+    trace: list[Estimate] = []
+    pool = _Pool(others) if others else None
+    t1, t2 = _TRACE.set(trace), _POOL.set(pool)
+    try:
+        yield trace, pool
+    finally:
+        _TRACE.reset(t1)
+        _POOL.reset(t2)
+
+
 def greater_than(diff: Estimate, threshold: float = 0.0) -> str:
     """Verdict for "the number is above ``threshold``": held / not held / undetermined."""
+    diff = _decided_on(diff)
     if not diff.finite:
         return UNDETERMINED
     if diff.low > threshold:
@@ -200,6 +276,7 @@ def greater_than(diff: Estimate, threshold: float = 0.0) -> str:
 
 def less_than(diff: Estimate, threshold: float = 0.0) -> str:
     """Verdict for "the number is below ``threshold``"."""
+    diff = _decided_on(diff)
     if not diff.finite:
         return UNDETERMINED
     if diff.high < threshold:
@@ -215,6 +292,7 @@ def at_least(est: Estimate, threshold: float) -> str:
     Held when the whole interval is at or above it, not held when the whole interval is
     below it; undetermined otherwise.
     """
+    est = _decided_on(est)
     if not est.finite:
         return UNDETERMINED
     if est.low >= threshold:
@@ -289,16 +367,51 @@ class Claim:
         return out
 
 
-def evaluate(claims: Sequence[Claim], results: Mapping[str, Any]) -> pd.DataFrame:
-    """One row per claim: paper, section, claim, criterion, numbers, verdict, why."""
+def estimate_from(d: Mapping[str, Any]) -> Estimate:
+    """An :class:`Estimate` back from its :meth:`Estimate.as_dict` (e.g. read from a recorded run)."""
+    try:
+        return Estimate(float(d["value"]), float(d["low"]), float(d["high"]), n=d.get("n"),
+                        method=str(d.get("method", "bootstrap")))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SoftlibError(f"not a recorded estimate (needs value, low, high): {d!r} ({exc})") from None
+
+
+def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
+             replicates: Sequence[Sequence[Mapping[str, Any]]] | None = None) -> pd.DataFrame:
+    """One row per claim: paper, section, claim, criterion, numbers, verdict, why.
+
+    ``replicates``: the recorded claims (:func:`for_record`) of the same chapter run with other
+    training seeds. Each claim's verdict is then decided on intervals pooled over all seeds
+    (:func:`pool_estimates`); a claim whose runs tested different things (e.g. a set too small
+    under one seed) is "undetermined". Without replicates, intervals are over test examples only.
+    """
+    reps = [{c["id"]: c for c in rep if isinstance(c, Mapping) and "id" in c} for rep in (replicates or [])]
     rows = []
     for c in claims:
-        out = c.evaluate(results)
+        have = [r[c.id] for r in reps if c.id in r and isinstance(r[c.id].get("rule_inputs"), list)]
+        others = [[estimate_from(e) for e in r["rule_inputs"]] for r in have] if have and len(have) == len(reps) else None
+        with _seeds_context(others) as (trace, pool):
+            out = c.evaluate(results)
+        verdict, why, numbers, n_seeds = out.verdict, out.why, dict(out.numbers), 1
+        if reps and others is None:
+            why += f" (1 seed: {len(reps) - len(have)} seed replicate(s) lack this claim)"
+        elif others is not None and pool is not None:
+            n_seeds = 1 + len(others)
+            if pool.mismatch or any(len(o) != pool.calls for o in others):
+                verdict = verdict if verdict == NOT_TESTABLE else UNDETERMINED
+                why += f" (the {n_seeds} seeds' runs tested different things, so they cannot be pooled)"
+            else:
+                own = [r.get("own_numbers", r.get("numbers", {})) for r in have]
+                numbers = {k: pool_estimates([e, *(estimate_from(o[k]) for o in own)])
+                           if all(k in o for o in own) else e for k, e in numbers.items()}
+                why += f" (pooled over {n_seeds} training seeds)"
         rows.append({"id": c.id, "chapter": c.chapter, "paper": c.paper, "section": c.section, "claim": c.quote,
                      "criterion": c.criterion, "source": c.source,
-                     "numbers": "; ".join(f"{k} {v.fmt(_digits(v))}" for k, v in out.numbers.items()),
-                     "verdict": out.verdict, "why": out.why,
-                     "_numbers": {k: v.as_dict() for k, v in out.numbers.items()}})
+                     "numbers": "; ".join(f"{k} {v.fmt(_digits(v))}" for k, v in numbers.items()),
+                     "verdict": verdict, "why": why, "seeds": n_seeds,
+                     "_numbers": {k: v.as_dict() for k, v in numbers.items()},
+                     "_own_numbers": {k: v.as_dict() for k, v in out.numbers.items()},
+                     "_rule_inputs": [e.as_dict() for e in trace]})
     return pd.DataFrame(rows)
 
 
@@ -308,22 +421,25 @@ def _digits(e: Estimate) -> int:
 
 
 def for_record(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """The claims table as JSON-able rows for :func:`softlib.record.record` (interval and criterion kept)."""
+    """The claims table as JSON-able rows for :func:`softlib.tooling.record.record` (interval and criterion kept)."""
     need = {"id", "verdict", "criterion", "_numbers"}
     if not need <= set(table.columns):
         raise SoftlibError(f"for_record needs a table from claims.evaluate (columns {sorted(need)})")
+    # "own_numbers" and "rule_inputs" are this seed's alone: a later run pools them as a replicate
     return [{"id": r["id"], "paper": r["paper"], "section": r["section"], "claim": r["claim"],
              "criterion": r["criterion"], "source": r["source"], "verdict": r["verdict"], "why": r["why"],
-             "numbers": r["_numbers"]} for _, r in table.iterrows()]
+             "numbers": r["_numbers"], "seeds": int(r.get("seeds", 1)),
+             "own_numbers": r.get("_own_numbers", r["_numbers"]), "rule_inputs": r.get("_rule_inputs", [])}
+            for _, r in table.iterrows()]
 
 
 def recorded_run(chapter: str, profile: str = "paper") -> dict[str, Any] | None:
     """The run of ``chapter`` recorded in the repository's ``results/<profile>/`` (None if there is none)."""
     import json
 
-    from .record import REPO
+    from .paths import repo_root
 
-    path = REPO / "results" / profile / f"{chapter}.json"
+    path = repo_root() / "results" / profile / f"{chapter}.json"
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:

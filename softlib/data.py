@@ -119,11 +119,9 @@ def dataset_dir(name: str, root: Path | None = None) -> Path:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from .cache import file_digest
+
+    return file_digest(path, "md5")
 
 
 def _expected_files(name: str) -> dict[str, str]:

@@ -37,6 +37,7 @@ import torch
 import torchvision
 from torch import nn
 
+from .models import TrainedModel
 from .runtime import display_path, get_device
 from .validate import MissingDataError, SoftlibError, check_int
 
@@ -120,11 +121,11 @@ def _missing_error(what: list[str]) -> MissingDataError:
 
 
 def load_model(arch: str, *, num_classes: int = NUM_CLASSES, weights_dir: Path | None = None,
-               device: torch.device | None = None) -> nn.Module:
+               device: torch.device | None = None) -> TrainedModel:
     """A torchvision ``arch`` with its cached ``IMAGENET1K_V1`` weights, eval mode, [0, 1] inputs.
 
-    The returned module has ``cache_key`` (architecture + weight file name, size
-    and the SHA-256 of its first MiB) and ``meta`` attributes like softlib's zoo models.
+    A :class:`softlib.models.TrainedModel` like softlib's zoo models: its ``key`` is the
+    architecture + weight file name, size and the SHA-256 of its first MiB.
     """
     num_classes = check_int("num_classes", num_classes, low=2)
     path = weights_path(arch, weights_dir)
@@ -138,10 +139,9 @@ def load_model(arch: str, *, num_classes: int = NUM_CLASSES, weights_dir: Path |
         raise SoftlibError(f"could not load {path} into torchvision {arch} ({num_classes} classes): {exc}") from exc
     with open(path, "rb") as f:
         head = hashlib.sha256(f.read(1 << 20)).hexdigest()[:12]
-    model = Normalized(net).eval().to(device or get_device())
-    model.cache_key = f"imagenet-{arch}-{path.name}-{path.stat().st_size}-{head}-{num_classes}"
-    model.meta = {"arch": arch, "weights": str(path), "num_classes": num_classes}
-    return model
+    key = f"imagenet-{arch}-{path.name}-{path.stat().st_size}-{head}-{num_classes}"
+    meta = {"arch": arch, "weights": str(path), "num_classes": num_classes}
+    return TrainedModel(Normalized(net), key, meta).eval().to(device or get_device())
 
 
 def paper_models(*, archs: dict[str, str] | None = None, num_classes: int = NUM_CLASSES,

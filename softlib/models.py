@@ -14,6 +14,9 @@ input normalisation happens inside the model, so attacks work in [0, 1].
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -41,6 +44,82 @@ class SoftlibModel(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The last hidden layer (the input of the final dense layer)."""
         return self.forward_with_features(x)[0]
+
+
+class TrainedModel(nn.Module):
+    """A trained network with its identity: cache key, sidecar and training loss, as typed fields.
+
+    What :func:`softlib.zoo.get_model` and :func:`softlib.imagenet.load_model` return. It *is* a
+    module (``forward`` is the network's: raw logits ``Z``), so attacks, detectors and
+    ``model(x)`` take it as they are; the identity travels with it instead of being patched onto
+    the network. ``key`` is the content hash the caches key on (:func:`softlib.zoo.model_spec`),
+    ``meta`` the cache sidecar (test accuracy, training loss per epoch, versions), ``loss`` the
+    training loss, whose prediction rule :func:`prediction_rule` applies (RCE: ``argmax(-Z)``).
+    """
+
+    def __init__(self, net: nn.Module, key: str, meta: Mapping[str, Any] | None = None, loss: str = "ce") -> None:
+        from .losses import LOSSES
+
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise SoftlibError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        if not isinstance(key, str) or not key:
+            raise SoftlibError(f"key must be a non-empty string, got {key!r}")
+        self.net = net
+        self.key: str = key
+        self.meta: dict[str, Any] = dict(meta or {})
+        self.loss: str = check_choice("loss", loss, LOSSES)
+
+    @property
+    def cache_key(self) -> str:
+        """``key``, under the name the set caches read (:func:`softlib.sets.get_set`)."""
+        return self.key
+
+    @property
+    def num_classes(self) -> int | None:
+        return getattr(self.net, "num_classes", None)
+
+    @property
+    def image_size(self) -> int | None:
+        return getattr(self.net, "image_size", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not hasattr(self.net, "forward_with_features"):
+            raise SoftlibError(f"{type(self.net).__name__} does not expose its last hidden layer")
+        return self.net.forward_with_features(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(x)[0]
+
+
+def model_loss(model: nn.Module, loss: str | None = None) -> str:
+    """The training loss of ``model``: ``loss`` if given, else a :class:`TrainedModel`'s, else ``"ce"``."""
+    from .losses import LOSSES
+
+    if loss is None:
+        loss = model.loss if isinstance(model, TrainedModel) else "ce"
+    return check_choice("loss", loss, LOSSES)
+
+
+def prediction_rule(model: nn.Module, loss: str | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Logits -> labels with the rule of ``model``'s loss (:func:`model_loss`): argmax, RCE's argmax(-Z)."""
+    from .losses import predict_labels
+
+    loss = model_loss(model, loss)
+    if loss == "ce":
+        return lambda logits: logits.argmax(dim=1)
+    return lambda logits: predict_labels(loss, logits)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s weights are (CPU for a model without parameters)."""
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
 
 
 def _glorot(module: nn.Module) -> None:
@@ -275,25 +354,38 @@ def _body_estimate(arch: str, num_classes: int, in_channels: int, image_size: in
 
 
 def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512,
-            device: torch.device | str | None = None) -> dict[str, np.ndarray]:
-    """Logits and last hidden layer of ``x`` as float32 numpy, batched, in inference mode."""
+            device: torch.device | str | None = None, features: bool = True) -> dict[str, np.ndarray]:
+    """Logits (and, with ``features``, the last hidden layer) of ``x`` as float32 numpy, batched, in
+    inference mode: the one batched-inference loop of softlib.
+
+    ``device``: where to run (default: where the model is; the model is moved there). Without
+    ``features`` only ``model(x)`` is called, so any module works (e.g. torchvision's networks);
+    ``hidden`` is then an empty (N, 0) array.
+    """
     from .runtime import get_device
     from .validate import check_model_input
 
     check_model_input("x", x, model)
     batch_size = check_int("batch_size", batch_size, low=1)
-    dev = get_device(device) if device is not None else next(model.parameters()).device
+    dev = get_device(device) if device is not None else model_device(model)
+    model.to(dev)
     was_training = model.training
     model.eval()
     hidden, logits = [], []
-    with torch.inference_mode():
-        for sl in batched(len(x), batch_size):
-            h, z = model.forward_with_features(x[sl].to(dev, non_blocking=True))
-            hidden.append(h.float().cpu())
-            logits.append(z.float().cpu())
-    model.train(was_training)
+    try:
+        with torch.inference_mode():
+            for sl in batched(len(x), batch_size):
+                xb = x[sl].to(dev, non_blocking=True)
+                if features:
+                    h, z = model.forward_with_features(xb)
+                    hidden.append(h.float().cpu())
+                else:
+                    z = model(xb)
+                logits.append(z.float().cpu())
+    finally:
+        model.train(was_training)
     if not logits:
-        return {"logits": np.zeros((0, getattr(model, "num_classes", 0)), np.float32),
+        return {"logits": np.zeros((0, getattr(model, "num_classes", None) or 0), np.float32),
                 "hidden": np.zeros((0, 0), np.float32)}
-    return {"logits": torch.cat(logits).numpy(), "hidden": torch.cat(hidden).numpy()}
-
+    z = torch.cat(logits).numpy()
+    return {"logits": z, "hidden": torch.cat(hidden).numpy() if hidden else np.zeros((len(z), 0), np.float32)}

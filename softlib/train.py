@@ -159,10 +159,11 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: i
     once the result is safe.
     """
     from .losses import get_loss
+    from .models import model_device
 
     check_int("epochs", epochs, low=1)
     loss_fn = get_loss(loss, **(loss_params or {}))
-    device = device or next(model.parameters()).device
+    device = device or model_device(model)
     model.to(device).train()
     opt = _optimizer(model, recipe)
     steps_per_epoch = math.ceil(len(x) / recipe.batch_size)

@@ -324,7 +324,7 @@ def check_notebook_parameters(declared: Iterable[str] | None = None, *, history:
 
 def check_environment() -> None:
     """Check the SOFTLIB_* variables a run reads, before the run's expensive work."""
-    from .record import check_results_dir
+    from .paths import check_results_dir
     from .runtime import get_device
 
     max_alloc_bytes()

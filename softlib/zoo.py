@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .cache import Entry, cache_root, entry_lock, spec_key
 from .data import DATASETS, load_split, num_classes
-from .models import ARCHS, build_model
+from .models import ARCHS, TrainedModel, build_model
 from .models import CODE_VERSION as MODELS_VERSION
 from .profiles import PROFILES, Profile, get_profile
 from .runtime import get_device, seed_everything
@@ -110,16 +110,22 @@ def _versions() -> dict[str, str]:
             "torchvision": torchvision.__version__, "numpy": numpy.__version__, "softlib": __version__}
 
 
+def model_key(arch: str, dataset: str, profile: Profile | str, seed: int = 0, **kw: Any) -> str:
+    """The cache key of the model :func:`get_model` returns for these arguments (nothing is trained)."""
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    return spec_key({"kind": "model", **model_spec(arch, dataset, prof, seed, **kw)})
+
+
 def get_model(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *, loss: str = "ce",
               loss_params: dict[str, Any] | None = None, epochs: int | None = None,
               train_size: int | None = None, device: torch.device | str | None = None,
-              **options: Any) -> torch.nn.Module:
+              **options: Any) -> TrainedModel:
     """A trained model in eval mode, from the cache or trained now (then cached).
 
-    The returned model carries ``model.cache_key`` (hash of :func:`model_spec`)
-    and ``model.meta`` (test accuracy on ``profile.test_eval_size`` test images
-    (all by default; the number is recorded as ``test_acc_n``), epochs, wall
-    time, device, versions).
+    A :class:`softlib.models.TrainedModel`: the network with ``key`` (hash of
+    :func:`model_spec`), ``meta`` (test accuracy on ``profile.test_eval_size`` test images
+    (all by default; the number is recorded as ``test_acc_n``), epochs, wall time, device,
+    versions) and ``loss`` (the training loss, whose prediction rule applies).
     """
     prof = get_profile(profile) if isinstance(profile, str) else profile
     spec = model_spec(arch, dataset, prof, seed, loss=loss, loss_params=loss_params, epochs=epochs,
@@ -140,10 +146,7 @@ def get_model(arch: str, dataset: str, profile: Profile | str, seed: int = 0, *,
     except Exception as exc:  # hash matched but content unusable: never use it
         entry.remove()
         raise CorruptEntryError(f"cached model {key} could not be loaded ({exc}); it was removed, run again") from exc
-    model.to(dev).eval()
-    model.cache_key = key  # type: ignore[attr-defined]
-    model.meta = meta  # type: ignore[attr-defined]
-    return model
+    return TrainedModel(model, key, meta, loss=spec["loss"]).to(dev).eval()
 
 
 def checkpoint_path(key: str) -> Path:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from softlib import plan as P
-from softlib import prebuild as B
 from softlib.cache import cache_root
+from softlib.tooling import plan as P
+from softlib.tooling import prebuild as B
 
 # ------------------------------------------------------------------ the whole smoke plan, then the notebooks
 
@@ -44,7 +44,7 @@ def test_every_planned_entry_is_under_its_planned_key(prebuilt_smoke):
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", P.CHAPTERS)
 def test_notebooks_on_a_prebuilt_cache_train_and_attack_nothing(prebuilt_smoke, chapter, tmp_path):
-    from softlib.notebooks import execute, notebook_paths
+    from softlib.tooling.notebooks import execute, notebook_paths
 
     before = _entries()
     (path,) = notebook_paths([chapter])

@@ -1,10 +1,10 @@
 """NOT YET COLLECTED (rename to test_prebuild.py once it passes; see the report of issue 17).
 
-Prebuilding the cache on Dask (softlib.prebuild): faults, sharing, and the notebooks reading it.
+Prebuilding the cache on Dask (softlib.tooling.prebuild): faults, sharing, and the notebooks reading it.
 
 A LocalCluster of two single-threaded worker processes, shared by the module's tests; each
 test has its own empty cache (the ``tmp_cache`` fixture: fs-share tasks are told the client's
-cache folder). Killing a worker is deterministic: with ``softlib.prebuild.PAUSE_ENV`` set, the
+cache folder). Killing a worker is deterministic: with ``softlib.tooling.prebuild.PAUSE_ENV`` set, the
 training pauses after its first optimizer step and writes its pid to a marker file; the test
 waits for that file, kills the process and checks what happens next.
 """
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from softlib import plan as P
-from softlib import prebuild as B
 from softlib.cache import cache_root
+from softlib.tooling import plan as P
+from softlib.tooling import prebuild as B
 
 distributed = pytest.importorskip("distributed")
 

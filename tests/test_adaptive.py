@@ -174,8 +174,8 @@ def test_hidden_feature_path(setup):
 # ----------------------------------------------------------------------------- chapter 06 at the smoke profile
 def test_chapter06_smoke(tmp_path):
     """The chapter's runner end to end at the smoke profile (the test session's private cache)."""
-    from softlib import chapter06 as C6
     from softlib import claims, zoo
+    from softlib.chapters.ch06 import experiment as C6
     from softlib.profiles import get_profile
 
     prof = get_profile("smoke")

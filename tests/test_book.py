@@ -11,7 +11,11 @@ import nbformat
 import pytest
 
 import softlib
-from softlib.notebooks import NOTEBOOKS, REPO, tidy_outputs
+from softlib.paths import repo_root
+from softlib.tooling.notebooks import tidy_outputs
+
+REPO = repo_root()
+NOTEBOOKS = REPO / "notebooks"
 
 PYS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
 BOOK = REPO / "book"
@@ -121,3 +125,16 @@ def test_display_path_hides_the_home_folder(tmp_path):
     assert display_path("/opt/x") == "/opt/x"
     lines = missing(weights_dir=Path.home() / "no-such-dir-softlib", root=tmp_path)
     assert lines and all(str(Path.home()) + "/" not in line for line in lines[:-1]), lines
+
+
+#: Chapters whose longest code cell is still over the limit (their owners are reworking them).
+LONG_CELLS_PENDING: set[str] = set()
+
+
+@pytest.mark.parametrize("py", PYS, ids=lambda p: p.stem)
+def test_code_cells_are_short(py, request):
+    """No code cell over 40 lines: what does not teach belongs in the chapter's module (softlib.chapters)."""
+    if py.stem in LONG_CELLS_PENDING:
+        request.applymarker(pytest.mark.xfail(reason="setup cell over 40 lines, being reworked", strict=False))
+    lengths = [len(c.source.splitlines()) for c in jupytext.read(py).cells if c.cell_type == "code"]
+    assert max(lengths) <= 40, f"{py.name}: a code cell of {max(lengths)} lines"

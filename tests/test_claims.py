@@ -124,9 +124,8 @@ def test_bootstrap_refuses_bad_arrays():
 def test_display_table_shows_the_recorded_paper_verdict(tmp_path, monkeypatch):
     import json
 
-    from softlib import record
-
-    monkeypatch.setattr(record, "REPO", tmp_path)
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "softlib"\n')
+    monkeypatch.setenv("SOFTLIB_REPO", str(tmp_path))
     claim = C.Claim("03.y", "03_detectors", "000", "s", "q", "crit", "src",
                     lambda r: C.Outcome(C.HELD, {"d": C.Estimate(1, 0.5, 2)}, ""))
     table = C.evaluate([claim], {})

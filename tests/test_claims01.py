@@ -1,6 +1,6 @@
 """Chapter 01's claims: each outcome on small synthetic results."""
 
-from softlib import claims01 as K
+from softlib.chapters.ch01 import claims as K
 from softlib.claims import HELD, NOT_HELD
 
 

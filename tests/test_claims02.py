@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from softlib import claims02 as K
+from softlib.chapters.ch02 import claims as K
 from softlib.claims import HELD, NOT_HELD, NOT_TESTABLE, UNDETERMINED
 
 SETS = ["fgsm", "bim", "deepfool", "maxconf", "gaussian", "uniform", "natural", "fashion_mnist"]

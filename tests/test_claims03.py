@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from softlib import claims03 as K
+from softlib.chapters.ch03 import claims as K
 from softlib.claims import HELD, NOT_HELD, NOT_TESTABLE, UNDETERMINED, evaluate
 from softlib.resample import auroc_replicates, estimate
 

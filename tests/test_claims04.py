@@ -1,4 +1,4 @@
-"""Chapter 04's claims (softlib.claims04) on small synthetic trajectories: every outcome of every claim."""
+"""Chapter 04's claims (softlib.chapters.ch04.claims) on small synthetic trajectories: every outcome of every claim."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from softlib import claims
-from softlib import claims04 as c4
+from softlib.chapters.ch04 import claims as c4
 
 N, E = 80, 25
 

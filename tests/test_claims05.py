@@ -1,4 +1,4 @@
-"""Chapter 05's claims (softlib.claims05) on small synthetic result tables: every outcome of every claim."""
+"""Chapter 05's claims (softlib.chapters.ch05.claims) on small synthetic result tables: every outcome of every claim."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from softlib import claims05 as c5
+from softlib.chapters.ch05 import claims as c5
 from softlib.paper import detection_vs_robustness as p003
 from softlib.validate import SoftlibError
 

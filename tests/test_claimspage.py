@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from softlib import claims, claimspage
-from softlib.claims03 import CLAIMS
+from softlib import claims
+from softlib.chapters.ch03.claims import CLAIMS
+from softlib.tooling import claimspage
 from softlib.validate import SoftlibError
 
 

@@ -25,21 +25,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from softlib import (
-    attacks,
-    cache,
-    data,
-    detectors,
-    metrics,
-    models,
-    notebooks,
-    overoptimize,
-    record,
-    runtime,
-    sets,
-    zoo,
-)
+from softlib import attacks, cache, data, detectors, metrics, models, runtime, sets, zoo
+from softlib.chapters.ch04 import overoptimize
 from softlib.profiles import PROFILES, get_profile
+from softlib.tooling import notebooks, record
 from softlib.validate import SoftlibError, check_environment, check_notebook_parameters
 
 SCALE = int(os.environ.get("SOFTLIB_FUZZ_EXAMPLES", "0"))
@@ -241,7 +230,7 @@ NOTEBOOK_NAMES = sorted(p.stem for p in notebooks.notebook_paths())
 
 def _cells(stem: str) -> tuple[str, str]:
     """(parameters cell, validation cell: the first code cell after it) of a notebook."""
-    nb = json.loads((notebooks.NOTEBOOKS / f"{stem}.ipynb").read_text())
+    nb = json.loads((notebooks.notebooks_dir() / f"{stem}.ipynb").read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     i = next(i for i, c in enumerate(code) if "parameters" in c.get("metadata", {}).get("tags", []))
     return "".join(code[i]["source"]), "".join(code[i + 1]["source"])
@@ -304,7 +293,7 @@ def test_notebook_parameters_through_papermill(stem, tmp_path):
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
-    nb = json.loads((notebooks.NOTEBOOKS / f"{stem}.ipynb").read_text())
+    nb = json.loads((notebooks.notebooks_dir() / f"{stem}.ipynb").read_text())
     code_idx = [i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"]
     p = next(i for i in code_idx if "parameters" in nb["cells"][i].get("metadata", {}).get("tags", []))
     nb["cells"] = nb["cells"][: code_idx[code_idx.index(p) + 1] + 1]
@@ -318,7 +307,7 @@ def test_notebook_parameters_through_papermill(stem, tmp_path):
         RAN[f"papermill {stem}"] += 1
         try:
             pm.execute_notebook(str(cut), str(tmp_path / "out.ipynb"), parameters=params, kernel_name="python3",
-                                cwd=str(notebooks.NOTEBOOKS), progress_bar=False)
+                                cwd=str(notebooks.notebooks_dir()), progress_bar=False)
         except PapermillExecutionError as exc:
             assert exc.ename in ("SoftlibError", "MissingDataError", "CorruptEntryError"), \
                 f"{stem} {params}: {exc.ename}: {exc.evalue}"

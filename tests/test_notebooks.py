@@ -19,8 +19,11 @@ import jupytext
 import nbformat
 import pytest
 
-from softlib.notebooks import NOTEBOOKS, REPO, run_all
-from softlib.record import results_dir
+from softlib.paths import repo_root, results_dir
+from softlib.tooling.notebooks import run_all
+
+REPO = repo_root()
+NOTEBOOKS = REPO / "notebooks"
 
 pytestmark = pytest.mark.slow
 PYS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
@@ -59,7 +62,7 @@ def built_book(tmp_path_factory):
             shutil.copytree(f, book / f.name)
     timings = run_all("smoke", book / "chapters")
     assert all(t.ok for t in timings)
-    from softlib import claimspage  # the Claims page, as `make book` writes it
+    from softlib.tooling import claimspage  # the Claims page, as `make book` writes it
 
     claimspage.main(["--out", str(book / "chapters" / "claims.md")])
     r = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), "--quiet"],
@@ -68,6 +71,23 @@ def built_book(tmp_path_factory):
     html = book / "_build" / "html"
     assert (html / "index.html").exists()
     return book
+
+
+GLUE_REF = re.compile(r"\{glue(?::\w+)?\}(?:`([^`:]+)(?::[^`]*)?`| +(\w+))")  # role or directive
+
+
+def glued_names(nb) -> set[str]:
+    """Names glued by the executed notebook's cells (myst_nb.glue stores them in output metadata)."""
+    return {o.get("metadata", {}).get("scrapbook", {}).get("name") for c in nb.cells if c.cell_type == "code"
+            for o in c.get("outputs", [])} - {None}
+
+
+def test_every_glue_reference_is_glued(built_book):
+    """Each {glue:text}`key` of a chapter's prose names a value the executed chapter glued."""
+    for py in PYS:
+        nb = nbformat.read(built_book / "chapters" / f"{py.stem}.ipynb", as_version=4)
+        refs = {k for c in nb.cells if c.cell_type == "markdown" for m in GLUE_REF.findall(c.source) for k in m if k}
+        assert not refs - glued_names(nb), f"{py.stem}: prose refers to unglued {sorted(refs - glued_names(nb))}"
 
 
 def test_every_notebook_executes_in_smoke_profile(built_book):
@@ -165,7 +185,7 @@ def test_book_in_headless_chromium(built_book):
         page.goto((html / "api" / "softmax.html").as_uri())
         page.wait_for_load_state("load")
         functions = page.eval_on_selector_all("dl.py.function > dt", "dts => dts.map(d => d.id)")
-        assert "softlib.softmax.saturation_table" in functions, functions
+        assert "softlib.chapters.ch01.lemmas.saturation_table" in functions, functions
         assert "finite precision" in page.inner_text("article")  # the module docstring
         browser.close()
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from softlib import overoptimize as oo
+from softlib.chapters.ch04 import overoptimize as oo
 from softlib.validate import SoftlibError
 
 DEV = torch.device("cpu")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from softlib.notebooks import NOTEBOOKS
+from softlib.tooling.notebooks import notebooks_dir
+
+NOTEBOOKS = notebooks_dir()
 
 pytestmark = pytest.mark.slow
 

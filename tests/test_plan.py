@@ -1,4 +1,4 @@
-"""The plan of the book's cache entries (softlib.plan): structure, keys, CLI, validation.
+"""The plan of the book's cache entries (softlib.tooling.plan): structure, keys, CLI, validation.
 
 That every planned key is the key the code really uses is checked where the entries are
 built: tests/test_prebuild.py (a prebuild fails when a task's planned entry did not appear,
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from softlib import plan as P
 from softlib import zoo
+from softlib.tooling import plan as P
 from softlib.validate import SoftlibError
 
 

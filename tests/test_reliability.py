@@ -149,7 +149,9 @@ import errno  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from softlib import attacks, detectors, metrics, models, notebooks, overoptimize, record, runtime, sets  # noqa: E402
+from softlib import attacks, detectors, metrics, models, paths, runtime, sets  # noqa: E402
+from softlib.chapters.ch04 import overoptimize  # noqa: E402
+from softlib.tooling import notebooks  # noqa: E402
 from softlib.validate import SoftlibError, check_alloc, check_list, check_notebook_parameters  # noqa: E402
 
 
@@ -240,7 +242,7 @@ CASES = {
         ("--only ''", lambda: notebooks.notebook_paths([""]), "empty"),
         ("--only with no name", lambda: notebooks.notebook_paths([]), "at least one"),
         ("--only unknown among known", lambda: notebooks.notebook_paths(["01", "zz"]), "no notebook matches 'zz'"),
-        ("SOFTLIB_RESULTS a file", _env(SOFTLIB_RESULTS=__file__)(record.check_results_dir), "SOFTLIB_RESULTS"),
+        ("SOFTLIB_RESULTS a file", _env(SOFTLIB_RESULTS=__file__)(paths.check_results_dir), "SOFTLIB_RESULTS"),
     ],
 }
 ALL_CASES = [(cls, *c) for cls, cases in CASES.items() for c in cases]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from softlib.repro import compare, main
+from softlib.tooling.repro import compare, main
 from softlib.validate import SoftlibError
 
 

@@ -1,4 +1,4 @@
-"""Tests of softlib.robustness (chapter 05) and softlib.paper.detection_vs_robustness."""
+"""Tests of softlib.chapters.ch05 (views, detection, outcomes, lambda_grid, embedding, tables) (chapter 05) and softlib.paper.detection_vs_robustness."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from softlib import robustness as rob
+from softlib.chapters.ch05 import detection, embedding, lambda_grid, outcomes, views
 from softlib.losses import get_loss, predict_labels
 from softlib.paper import detection_vs_robustness as p003
 from softlib.profiles import get_profile
@@ -22,15 +22,15 @@ def test_paper_numbers():
     assert p003.TABLE3["ovm"] == {"fgsm": 73.1, "bim": 83.9, "pgd": 77.2}
     assert p003.TABLE3["ce"]["pgd"] == 99.9 and p003.TABLE3["rce"]["pgd"] == 98.4
     assert p003.GRID == (0.0, 0.1, 0.2, 0.4, 0.8, 1.0)
-    assert rob.paper_bandwidth("ce") == pytest.approx(1 / 0.26)
-    assert rob.paper_bandwidth("ovm") == pytest.approx(0.1 / 0.26)
+    assert detection.paper_bandwidth("ce") == pytest.approx(1 / 0.26)
+    assert detection.paper_bandwidth("ovm") == pytest.approx(0.1 / 0.26)
     assert p003.TRAINING["batch_size"] == 256 and p003.TRAINING["epochs"] == 200
     assert len(p003.table3()) == 9 and set(p003.table2()["loss"]) == set(p003.LOSSES)
     # the claim behind table 3: OVM detects worst on every attack
     for att in p003.ATTACKS:
         assert p003.TABLE3["ovm"][att] == min(p003.TABLE3[k][att] for k in p003.LOSSES)
     with pytest.raises(SoftlibError, match="allowed"):
-        rob.paper_bandwidth("hinge")
+        detection.paper_bandwidth("hinge")
 
 
 # ---------------------------------------------------------------------------- KDE
@@ -44,11 +44,11 @@ def test_kde_matches_eq2_by_hand():
     x = rng.normal(size=(7, 4))
     cls = np.array([0, 1, 2, 0, 1, 2, 0])
     sigma = 0.7
-    got = rob.make_kde(sigma).fit(fit, fy).score_samples(x, cls)
+    got = detection.make_kde(sigma).fit(fit, fy).score_samples(x, cls)
     ref = np.array([np.log(np.mean(np.exp(-((fit[fy == c] - xi) ** 2).sum(1) / sigma**2))) for xi, c in zip(x, cls)])
     assert np.ptp(got - ref) < 1e-9
     # tiny bandwidth: no underflow to -inf
-    assert np.isfinite(rob.make_kde(1e-3).fit(fit, fy).score_samples(x, cls)).all()
+    assert np.isfinite(detection.make_kde(1e-3).fit(fit, fy).score_samples(x, cls)).all()
 
 
 def test_kde_auc_on_separated_clouds():
@@ -59,19 +59,19 @@ def test_kde_auc_on_separated_clouds():
     ty = np.repeat(np.arange(3), 50)
     legit = centers[ty] + rng.normal(size=(150, 8))
     adv = centers[ty] + 6 + rng.normal(size=(150, 8))  # off the class manifold
-    kde = rob.make_kde(1.0).fit(fit, fy)
-    auc = rob.detection_auc(kde.score_samples(legit, ty), kde.score_samples(adv, ty))
+    kde = detection.make_kde(1.0).fit(fit, fy)
+    auc = detection.fast_auc(kde.score_samples(legit, ty), kde.score_samples(adv, ty))
     assert auc > 0.99
-    assert np.isnan(rob.detection_auc([], [1.0]))
+    assert np.isnan(detection.fast_auc([], [1.0]))
     # and the wrong way round (adversarial points *on* the manifold) is near chance
     same = centers[ty] + rng.normal(size=(150, 8))
-    assert 0.35 < rob.detection_auc(kde.score_samples(legit, ty), kde.score_samples(same, ty)) < 0.65
+    assert 0.35 < detection.fast_auc(kde.score_samples(legit, ty), kde.score_samples(same, ty)) < 0.65
 
 
 def test_kde_errors():
     with pytest.raises(SoftlibError):
-        rob.make_kde(0.0)
-    kde = rob.make_kde(1.0).fit(np.zeros((4, 3)), [0, 0, 1, 1])
+        detection.make_kde(0.0)
+    kde = detection.make_kde(1.0).fit(np.zeros((4, 3)), [0, 0, 1, 1])
     with pytest.raises(SoftlibError, match="no fit examples"):
         kde.score_samples(np.zeros((1, 3)), [5])
 
@@ -135,33 +135,35 @@ def ce_model():
 
 def test_prediction_view_applies_rce_rule(rce_model):
     x, y = _toy_data(64, 1)
-    view = rob.PredictionView(rce_model, "rce")
+    view = views.PredictionView(rce_model, "rce")
     with torch.no_grad():
         z = rce_model(x)
         assert torch.equal(view(x), -z)
         assert torch.equal(view.features(x), rce_model.features(x))
-    _, pred = rob.hidden_and_predictions(rce_model, x, loss="rce")
+    _, pred = views.hidden_and_predictions(rce_model, x, loss="rce")
     assert np.array_equal(pred, predict_labels("rce", z).numpy())
     assert (pred == y.numpy()).mean() > 0.9  # the RCE rule gives a good classifier
     assert (z.argmax(1) == y).float().mean() < 0.3  # the plain argmax does not
     with pytest.raises(SoftlibError, match="allowed"):
-        rob.PredictionView(rce_model, "mse")
+        views.PredictionView(rce_model, "mse")
 
 
-def test_model_loss_reads_zoo_meta():
+def test_model_loss_reads_the_trained_model():
+    from softlib.models import TrainedModel, model_loss
+
     m = nn.Linear(2, 2)
-    assert rob.model_loss(m) == "ce"
-    m.meta = {"spec": {"loss": "rce"}}
-    assert rob.model_loss(m) == "rce"
-    assert rob.model_loss(m, "ovm") == "ovm"
+    assert model_loss(m) == "ce"
+    assert model_loss(TrainedModel(m, "k", {}, loss="rce")) == "rce"
+    assert model_loss(TrainedModel(m, "k", {}, loss="rce"), "ovm") == "ovm"
+    assert model_loss(views.PredictionView(TrainedModel(m, "k", loss="rce"), "rce")) == "ce"  # never twice
 
 
 def test_attacks_on_rce_model_need_the_rule(rce_model):
     """PGD through the RCE rule breaks the model; CE-attacking the raw logits barely does."""
     x, y = _toy_data(96, 2)
     fx, fy = _toy_data(200, 3)
-    df = rob.evaluate_model(rce_model, x, y, fit_x=fx, fit_y=fy, loss="rce", attacks=("pgd",),
-                            eps_list=(0.0, 0.3), steps=5, progress=False)
+    df = outcomes.rates_table(outcomes.example_outcomes(rce_model, x, y, fit_x=fx, fit_y=fy, loss="rce", attacks=("pgd",),
+                            eps_list=(0.0, 0.3), steps=5, progress=False))
     clean, adv = df["accuracy"].tolist()
     assert clean > 0.9 and adv < clean - 0.3
     assert np.isnan(df["auc"].iloc[0]) and 0.0 <= df["auc"].iloc[1] <= 1.0
@@ -177,11 +179,11 @@ def test_attacks_on_rce_model_need_the_rule(rce_model):
     assert raw_acc > adv + 0.3
 
 
-def test_evaluate_model_curves(ce_model):
+def test_rates_table_curves(ce_model):
     x, y = _toy_data(64, 4)
     fx, fy = _toy_data(200, 5)
-    df = rob.evaluate_model(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=rob.ATTACKS,
-                            eps_list=(0.0, 0.1, 0.4), steps=4, progress=False)
+    df = outcomes.rates_table(outcomes.example_outcomes(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=outcomes.ATTACKS,
+                            eps_list=(0.0, 0.1, 0.4), steps=4, progress=False))
     assert list(df.columns) == ["loss", "attack", "eps", "accuracy", "auc", "n_legit", "n_adv", "bandwidth"]
     assert len(df) == 9
     for att, sub in df.groupby("attack"):
@@ -192,26 +194,38 @@ def test_evaluate_model_curves(ce_model):
     big = df[df.eps == 0.4].set_index("attack")["accuracy"]
     assert big["pgd"] <= big["fgsm"] + 0.1
     with pytest.raises(SoftlibError, match="allowed"):
-        rob.evaluate_model(ce_model, x, y, fit_x=fx, fit_y=fy, attacks=("cw",))
+        outcomes.rates_table(outcomes.example_outcomes(ce_model, x, y, fit_x=fx, fit_y=fy, attacks=("cw",)))
+    with pytest.raises(SoftlibError, match="example_outcomes"):
+        outcomes.rates_table(df)  # a rates table is not per-example rows
 
 
 def test_example_outcomes_are_the_rates_per_example(ce_model):
     x, y = _toy_data(64, 4)
     fx, fy = _toy_data(200, 5)
-    ex = rob.example_outcomes(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=("fgsm",),
+    ex = outcomes.example_outcomes(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=("fgsm",),
                               eps_list=(0.0, 0.4), progress=False)
     assert len(ex) == 128 and ex["example"].tolist() == list(range(64)) * 2
     big = ex[ex.eps == 0.4]
     # positives: attacks that succeeded on correctly classified images; negatives: correct clean images
     assert np.isfinite(big["adv_score"]).sum() == int((big.clean_correct & ~big.adv_correct).sum())
     assert np.isfinite(big["legit_score"]).sum() == int(big.clean_correct.sum())
-    df = rob.evaluate_model(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=("fgsm",), eps_list=(0.0, 0.4),
-                            progress=False)
-    r = rob.rates(big)
+    df = outcomes.rates_table(outcomes.example_outcomes(ce_model, x, y, fit_x=fx, fit_y=fy, loss="ce", attacks=("fgsm",), eps_list=(0.0, 0.4),
+                            progress=False))
+    r = outcomes.rates(big)
     assert df.iloc[1]["accuracy"] == r["accuracy"] and df.iloc[1]["n_adv"] == r["n_adv"]
     ok = np.isfinite(big["legit_score"]), np.isfinite(big["adv_score"])
-    assert r["auc"] == pytest.approx(rob.detection_auc(big["legit_score"][ok[0]], big["adv_score"][ok[1]]))
-    assert rob.correct_examples(ce_model, x, y, loss="ce").tolist() == ex[ex.eps == 0].clean_correct.tolist()
+    assert r["auc"] == pytest.approx(_sk_auc(big["legit_score"][ok[0]], big["adv_score"][ok[1]]))
+    assert outcomes.correct_examples(ce_model, x, y, loss="ce").tolist() == ex[ex.eps == 0].clean_correct.tolist()
+
+
+def _sk_auc(legit, adv) -> float:
+    """The oracle: scikit-learn's ROC AUC, adversarial = positive, lower score = more adversarial."""
+    from sklearn.metrics import roc_auc_score
+
+    legit, adv = np.asarray(legit, float), np.asarray(adv, float)
+    if not len(legit) or not len(adv):
+        return float("nan")
+    return float(roc_auc_score(np.r_[np.zeros(len(legit)), np.ones(len(adv))], -np.r_[legit, adv]))
 
 
 def test_fast_auc_matches_sklearn():
@@ -219,42 +233,41 @@ def test_fast_auc_matches_sklearn():
     legit = rng.normal(size=50)
     adv = rng.normal(-1.0, size=40)
     adv[:6] = legit[:6]  # ties across the two sides
-    assert rob.fast_auc(legit, adv) == pytest.approx(rob.detection_auc(legit, adv))
-    assert rob.fast_auc(np.r_[legit, np.nan], np.r_[np.nan, adv]) == pytest.approx(rob.detection_auc(legit, adv))
-    assert np.isnan(rob.fast_auc([], [1.0])) and np.isnan(rob.fast_auc([1.0], [np.nan]))
+    assert detection.fast_auc(legit, adv) == pytest.approx(_sk_auc(legit, adv))
+    assert detection.fast_auc(np.r_[legit, np.nan], np.r_[np.nan, adv]) == pytest.approx(_sk_auc(legit, adv))
+    assert np.isnan(detection.fast_auc([], [1.0])) and np.isnan(detection.fast_auc([1.0], [np.nan]))
 
 
 def test_adversarial_outputs_cached(ce_model, tmp_cache):
     x, y = _toy_data(16, 6)
-    ce_model.cache_key = "toy-ce"
-    try:
-        a = rob.adversarial_outputs(ce_model, x, y, attack="pgd", eps=0.2, steps=3, seed=0)
-        assert any(tmp_cache.rglob("*.npz"))
-        b = rob.adversarial_outputs(ce_model, x, y, attack="pgd", eps=0.2, steps=3, seed=0)
-        assert np.array_equal(a["pred"], b["pred"]) and np.array_equal(a["hidden"], b["hidden"])
-    finally:
-        del ce_model.cache_key
+    from softlib.models import TrainedModel
+
+    keyed = TrainedModel(ce_model, "toy-ce")
+    a = outcomes.adversarial_outputs(keyed, x, y, attack="pgd", eps=0.2, steps=3, seed=0)
+    assert any(tmp_cache.rglob("*.npz"))
+    b = outcomes.adversarial_outputs(keyed, x, y, attack="pgd", eps=0.2, steps=3, seed=0)
+    assert np.array_equal(a["pred"], b["pred"]) and np.array_equal(a["hidden"], b["hidden"])
     with pytest.raises(SoftlibError):
-        rob.adversarial_outputs(ce_model, x, y, attack="pgd", eps=1.5)
+        outcomes.adversarial_outputs(ce_model, x, y, attack="pgd", eps=1.5)
 
 
 def test_grid_correlation():
     df = pd.DataFrame({"robust_acc": [0.1, 0.2, 0.3, 0.4, 0.5], "auc": [0.9, 0.8, 0.7, 0.6, 0.5]})
-    c = rob.grid_correlation(df)
+    c = lambda_grid.grid_correlation(df)
     assert c["rho"] == pytest.approx(-1.0) and c["p_value"] < 0.05 and c["n"] == 5
-    assert np.isnan(rob.grid_correlation(df.iloc[:2])["rho"])
+    assert np.isnan(lambda_grid.grid_correlation(df.iloc[:2])["rho"])
 
 
 def test_tsne_embedding(tmp_cache):
     rng = np.random.default_rng(0)
     feats = np.r_[rng.normal(size=(30, 5)), rng.normal(size=(30, 5)) + 20]
     labels = np.repeat([0, 1], 30)
-    emb, lab = rob.tsne_embedding(feats, labels, n=40, seed=0)
+    emb, lab = embedding.tsne_embedding(feats, labels, n=40, seed=0)
     assert emb.shape == (40, 2) and lab.shape == (40,)
     c0, c1 = emb[lab == 0].mean(0), emb[lab == 1].mean(0)
     spread = max(emb[lab == 0].std(0).max(), emb[lab == 1].std(0).max())
     assert np.linalg.norm(c0 - c1) > 2 * spread  # the two clouds stay apart
-    emb2, _ = rob.tsne_embedding(feats, labels, n=40, seed=0)
+    emb2, _ = embedding.tsne_embedding(feats, labels, n=40, seed=0)
     assert np.array_equal(emb, emb2)
 
 
@@ -276,7 +289,7 @@ def test_run_grid_smoke(monkeypatch):
     monkeypatch.setattr(data, "load_split", fake_load)
     monkeypatch.setattr(zoo, "load_split", fake_load)
     prof = get_profile("smoke", train_size=256, n_test=32, n_fit=96)
-    df = rob.run_grid((0.0, 1.0), (0.0, 1.0), prof, dataset="mnist", seed=0, eps=0.3, progress=False)
+    df = lambda_grid.run_grid((0.0, 1.0), (0.0, 1.0), prof, dataset="mnist", seed=0, eps=0.3, progress=False)
     assert len(df) == 4
     assert set(zip(df.lambda1, df.lambda2)) == {(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)}
     assert df["cache_key"].nunique() == 4
@@ -287,4 +300,4 @@ def test_run_grid_smoke(monkeypatch):
     assert (df["robust_acc"] <= df["clean_acc"] + 1e-9).all()
     assert df["auc"].dropna().between(0, 1).all()
     with pytest.raises(SoftlibError):
-        rob.run_grid((), (0.0,), prof)
+        lambda_grid.run_grid((), (0.0,), prof)

@@ -1,4 +1,4 @@
-"""Tests of softlib.softmax: the two lemmas of 004 Appendix A as properties.
+"""Tests of softlib.chapters.ch01.lemmas: the two lemmas of 004 Appendix A as properties.
 
 Everything runs on the CPU: the measured saturation gaps depend on the kernel
 (summation order), and the CPU kernel is the one the tolerances are derived for.
@@ -14,7 +14,7 @@ import torch
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from softlib.softmax import (
+from softlib.chapters.ch01.lemmas import (
     DTYPES,
     check_dtypes,
     epsilon_bound,

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from softlib import imagenet, transfer
+from softlib import imagenet
+from softlib.chapters.ch04 import aggregation, correlations, runner, settings
 from softlib.validate import MissingDataError, SoftlibError
 
 DEV = torch.device("cpu")
@@ -17,12 +18,12 @@ T_975_3 = 3.182446305284263  # ... 3 degrees of freedom
 
 def test_mean_ci_is_student_t():
     v = np.array([[1.0, 2.0], [3.0, 2.0], [5.0, 2.0]])
-    mean, lo, hi = transfer.mean_ci(v)
+    mean, lo, hi = aggregation.mean_ci(v)
     np.testing.assert_allclose(mean, [3.0, 2.0])
     half = T_975_2 * 2.0 / np.sqrt(3)  # sd of (1, 3, 5) is 2
     np.testing.assert_allclose(lo, [3.0 - half, 2.0])
     np.testing.assert_allclose(hi, [3.0 + half, 2.0])
-    m1, lo1, _ = transfer.mean_ci(np.array([[4.0]]))
+    m1, lo1, _ = aggregation.mean_ci(np.array([[4.0]]))
     assert m1[0] == 4.0 and np.isnan(lo1[0])
 
 
@@ -37,18 +38,18 @@ def test_flags_cleaning_and_aggregation_on_a_hand_made_table():
         [1, 4, 1, 4],  # step 1, lost at 2, back at 3 -> cumulative from 1
         [2, 7, 7, 2],  # never targeted; untargeted at steps 1-2; dropped (not at last step)
     ])
-    flags = transfer.transfer_flags(pred, y, tgt, "target")
+    flags = aggregation.transfer_flags(pred, y, tgt, "target")
     assert flags.sum(axis=1).tolist() == [3, 2, 1, 2, 0]
-    unt = transfer.transfer_flags(pred, y, tgt, "untargeted")
+    unt = aggregation.transfer_flags(pred, y, tgt, "untargeted")
     assert unt[4].tolist() == [False, True, True, False]
-    assert transfer.cumulative(flags)[3].tolist() == [False, True, True, True]
-    keep = transfer.clean(flags, "last")
+    assert aggregation.cumulative(flags)[3].tolist() == [False, True, True, True]
+    keep = aggregation.clean(flags, "last")
     assert keep.tolist() == [True, True, True, True, False]
-    assert transfer.clean(unt, "ever")[4] and not transfer.clean(unt, "last")[4]
+    assert aggregation.clean(unt, "ever")[4] and not aggregation.clean(unt, "last")[4]
 
     act = np.array([[1.0, 2, 3, 4], [2, 3, 4, 5], [3, 4, 5, 6], [4, 5, 6, 7], [100, 100, 100, 100]])
     soft = np.full((5, 4), 1.0)
-    agg = transfer.aggregate({"act": act, "soft": soft}, flags)
+    agg = aggregation.aggregate({"act": act, "soft": soft}, flags)
     np.testing.assert_allclose(agg["pct"], [0.0, 50.0, 75.0, 100.0])
     np.testing.assert_allclose(agg["act_mean"], [2.5, 3.5, 4.5, 5.5])  # the dropped example is out
     sd = np.std([1, 2, 3, 4], ddof=1)
@@ -56,7 +57,7 @@ def test_flags_cleaning_and_aggregation_on_a_hand_made_table():
     np.testing.assert_allclose(agg["soft_lo"], 1.0)
     assert int(agg["n"]) == 4
 
-    multi = transfer.transfer_flags(pred, y, np.stack([tgt, np.array([9, 9, 9, 9, 7])], 1), "target")
+    multi = aggregation.transfer_flags(pred, y, np.stack([tgt, np.array([9, 9, 9, 9, 7])], 1), "target")
     assert multi[4].tolist() == [False, True, True, False]
 
 
@@ -84,17 +85,17 @@ def synthetic_arrays() -> dict[str, np.ndarray]:
 
 def test_pair_curves_and_rank_correlations():
     arrays = synthetic_arrays()
-    assert transfer.model_names(arrays) == ["A", "B"]
-    curves = transfer.pair_curves(arrays, "overoptimized")
+    assert aggregation.model_names(arrays) == ["A", "B"]
+    curves = aggregation.pair_curves(arrays, "overoptimized")
     assert set(zip(curves["source"], curves["other"])) == {("A", "B"), ("B", "A")}
     d = curves[curves["source"] == "A"]
     assert d["pct"].is_monotonic_increasing and d["pct"].iloc[-1] == 100.0
-    corr = transfer.rank_correlations(arrays, "overoptimized")
+    corr = correlations.rank_correlations(arrays, "overoptimized")
     row = corr.iloc[0]
     assert row["curve_act_rho"] > 0.9 and row["curve_act_p"] < 1e-3
     assert row["ex_act_rho"] > 0.5 and row["ex_act_p"] < 0.01
     assert np.isnan(row["curve_soft_rho"]) and np.isnan(row["ex_soft_rho"]) and row["soft_constant"]
-    sat = transfer.softmax_saturation(arrays, "overoptimized", "A")
+    sat = aggregation.softmax_saturation(arrays, "overoptimized", "A")
     assert sat["fraction"] == 1.0 and sat["gap_median"] == pytest.approx(20.0)
 
 
@@ -116,53 +117,53 @@ def test_run_select_and_cache(tmp_cache, monkeypatch):
     with torch.no_grad():
         ys = models["P"](xs).argmax(1)
     ds = torch.utils.data.TensorDataset(xs, ys)
-    x, y, idx = transfer.select_correct(models, ds, 5, seed=1, device=DEV, progress=False)
+    x, y, idx = settings.select_correct(models, ds, 5, seed=1, device=DEV, progress=False)
     with torch.no_grad():
         for m in models.values():
             assert (m(x).argmax(1) == y).all()
     np.testing.assert_array_equal(xs[idx].numpy(), x.numpy())
     with pytest.raises(SoftlibError, match="correctly classified"):
-        transfer.select_correct(models, ds, 10_000, device=DEV, progress=False)
+        settings.select_correct(models, ds, 10_000, device=DEV, progress=False)
     # strict=False (smoke profile): all-correct images first, then those most models get right
-    xa, ya, ia = transfer.select_correct(models, ds, 60, device=DEV, progress=False, strict=False, max_scan=80)
+    xa, ya, ia = settings.select_correct(models, ds, 60, device=DEV, progress=False, strict=False, max_scan=80)
     with torch.no_grad():
         right = sum((m(xa).argmax(1) == ya).long() for m in models.values())
     assert len(ia) == 60 and len(set(ia.tolist())) == 60 and (np.diff(right.numpy()) <= 0).all()
     with pytest.raises(SoftlibError, match="looked at"):
-        transfer.select_correct(models, ds, 90, device=DEV, progress=False, strict=False, max_scan=80)
+        settings.select_correct(models, ds, 90, device=DEV, progress=False, strict=False, max_scan=80)
 
-    setting = transfer.Setting("toy", models, x, y, idx, num_classes=4)
+    setting = settings.Setting("toy", models, x, y, idx, num_classes=4)
     calls = []
-    real = transfer.run_transfer
-    monkeypatch.setattr(transfer, "run_transfer", lambda *a, **k: calls.append(1) or real(*a, **k))
-    arrays, meta = transfer.transfer_experiment(setting, iters=6, pixel_units=8.0, eval_every=2, progress=False)
+    real = runner.run_transfer
+    monkeypatch.setattr(runner, "run_transfer", lambda *a, **k: calls.append(1) or real(*a, **k))
+    arrays, meta = runner.transfer_experiment(setting, iters=6, pixel_units=8.0, eval_every=2, progress=False)
     assert (arrays["targets"] != arrays["y"]).all()
-    for a in transfer.ATTACKS:
+    for a in runner.ATTACKS:
         for src in models:
             assert arrays[f"{a}/{src}/top_act"].shape == (5, 7)
             assert arrays[f"{a}/{src}/eval_steps"].tolist() == [0, 2, 4, 6]
             others = [k for k in arrays if k.startswith(f"{a}/{src}/observer/")]
             assert len(others) == 2
     assert arrays["multiclass/P/targets"].shape == (5, 2)
-    again, meta2 = transfer.transfer_experiment(setting, iters=6, pixel_units=8.0, eval_every=2, progress=False)
+    again, meta2 = runner.transfer_experiment(setting, iters=6, pixel_units=8.0, eval_every=2, progress=False)
     assert len(calls) == 1 and meta2["key"] == meta["key"]
     np.testing.assert_array_equal(again["overoptimized/Q/top_act"], arrays["overoptimized/Q/top_act"])
-    curves = transfer.pair_curves(arrays, "multiclass", criterion="untargeted", rule="ever")
+    curves = aggregation.pair_curves(arrays, "multiclass", criterion="untargeted", rule="ever")
     assert len(set(zip(curves["source"], curves["other"]))) == 6
 
 
 def test_parameters_are_validated(monkeypatch, tmp_path):
     with pytest.raises(SoftlibError, match="setting"):
-        transfer.resolve_setting("cifar")
+        settings.resolve_setting("cifar")
     with pytest.raises(SoftlibError, match="pixel_units"):
-        transfer.pixel_scale("pixels")
+        runner.pixel_scale("pixels")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("SOFTLIB_DATA", str(tmp_path / "data"))
-    assert transfer.resolve_setting("auto") == "mnist"
+    assert settings.resolve_setting("auto") == "mnist"
     assert not imagenet.available()
     with pytest.raises(MissingDataError, match="resnet50-0676ba61.pth"):
         imagenet.paper_models()
-    t = transfer.random_targets(np.array([0, 1, 2, 3] * 25), 4, seed=3)
+    t = settings.random_targets(np.array([0, 1, 2, 3] * 25), 4, seed=3)
     assert (t != np.array([0, 1, 2, 3] * 25)).all() and set(t) == {0, 1, 2, 3}
 
 
@@ -204,14 +205,14 @@ def test_imagenet_path_on_synthetic_data(tmp_path, monkeypatch):
     assert all(m.cache_key.startswith("imagenet-") for m in models.values())
     ds = imagenet.val_dataset(root=root, num_classes=4, resize=64, crop=64)
     assert len(ds) == 9
-    xs, ys, idx = transfer.select_correct(models, ds, 3, batch_size=4, device=DEV, progress=False)
+    xs, ys, idx = settings.select_correct(models, ds, 3, batch_size=4, device=DEV, progress=False)
     assert xs.shape == (3, 3, 64, 64) and xs.min() >= 0 and xs.max() <= 1 and (ys == 2).all()
     np.testing.assert_allclose(xs[0].numpy(), ds[int(idx[0])][0].numpy())  # PNG, no resize: exact pixels
-    targets = transfer.random_targets(ys, 4, seed=0)
-    arrays, meta = transfer.run_transfer(models, xs, ys, targets, iters=2, pixel_units="unit", device=DEV,
+    targets = settings.random_targets(ys, 4, seed=0)
+    arrays, meta = runner.run_transfer(models, xs, ys, targets, iters=2, pixel_units="unit", device=DEV,
                                          progress=False)
     assert arrays["overoptimized/R18/observer/MNv3"].shape == (3, 3)
-    assert set(meta["wall_s"]) == {f"{a}/{s}" for a in transfer.ATTACKS for s in archs}
+    assert set(meta["wall_s"]) == {f"{a}/{s}" for a in runner.ATTACKS for s in archs}
     with pytest.raises(SoftlibError, match="class folders"):
         imagenet.val_dataset(root=root, num_classes=1000)
     with pytest.raises(MissingDataError, match="validation images"):

@@ -1,0 +1,1 @@
+"""Chapter 06's analysis (see the book's chapter 06 and ``softlib.chapters``)."""

@@ -1,0 +1,142 @@
+"""The book's Claims page: every claim of every chapter in one table, built from recorded runs.
+
+``python -m softlib.tooling.claimspage [--out book/chapters/claims.md]`` reads the verdicts each chapter
+recorded (``results/<profile>/<chapter>.json``, key ``claims``, written through
+:func:`softlib.claims.for_record`) and writes one MyST page: paper, section, the claim, its
+criterion, our numbers with intervals and the verdict from the quick run, and the verdict at the
+papers' settings where a paper-profile run is recorded. The results folder is
+``$SOFTLIB_RESULTS`` when set, else ``results/`` next to the package's checkout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from softlib.validate import SoftlibError
+
+CITE = {"000": "softmax_hinders_2020", "002": "aigrain2019introspection", "001": "ozbulak2018misleading",
+        "004": "ozbulak2018misleading", "003": "lemesle2021detection"}
+ICON = {"held": "held", "not held": "**not held**", "undetermined": "*undetermined*",
+        "not testable here": "not testable here"}
+
+
+def _load(results: Path, profile: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for f in sorted((results / profile).glob("[0-9][0-9]_*.json")):
+        try:
+            d = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SoftlibError(f"recorded run {f} is not readable JSON ({exc}); fix or delete it") from None
+        out[f.stem] = d
+    return out
+
+
+def _numbers(c: dict[str, Any]) -> str:
+    parts = []
+    for name, e in (c.get("numbers") or {}).items():
+        if not isinstance(e, dict) or e.get("value") is None:
+            continue
+        v, lo, hi = e["value"], e.get("low"), e.get("high")
+        span = max(abs(x) for x in (v, lo if lo is not None else v, hi if hi is not None else v))
+        d = 3 if span < 1 else 2 if span < 10 else 1
+        parts.append(f"{name}: {v:.{d}f}" + ("" if lo is None or hi is None or lo == hi else f" [{lo:.{d}f}, {hi:.{d}f}]"))
+    return "; ".join(parts)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _provenance(d: dict[str, Any]) -> str:
+    return f"commit `{d.get('commit', '?')}`, {d.get('device', '?')}, {d.get('when', '?')}"
+
+
+def _repro(results: Path) -> tuple[dict[str, str], str]:
+    """Per claim, how its verdict fared in ``make verify-repro`` (results/repro-quick.json), and a summary line."""
+    path = results / "repro-quick.json"
+    try:
+        d = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}, "No reproducibility check is recorded yet (`make verify-repro`)."
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SoftlibError(f"{path} is not readable JSON ({exc}); fix or delete it") from None
+    out: dict[str, str] = {}
+    for r in d.get("rows", []):
+        if r.get("same verdict"):
+            out.setdefault(r["claim"], "same")
+        else:
+            out[r["claim"]] = f"**flips**: {r.get('verdict A')} / {r.get('verdict B')}"
+    a, b = d.get("threads", ["?", "?"])
+    flips = d.get("verdict_flips", [])
+    line = (f"Reproducibility (`make verify-repro`, commit `{d.get('commit', '?')}`): chapters {', '.join(d.get('chapters', []))} "
+            f"run twice from empty caches with {a} and {b} BLAS threads; {len(flips)} of {d.get('claims', '?')} verdicts "
+            f"differ, {d.get('numbers_outside_other_interval', '?')} of {d.get('numbers', '?')} deciding numbers fall outside "
+            "the other run's interval. A different thread count trains slightly different weights, as another machine "
+            "would; the bootstrap intervals cover the test sample, not that training noise, so a verdict marked *flips* "
+            "rests on training noise and should be read as undetermined.")
+    return out, line
+
+
+def page(results: Path) -> str:
+    """The Claims page as MyST Markdown."""
+    quick, paper = _load(results, "quick"), _load(results, "paper")
+    repro, repro_line = _repro(results)
+    lines = ["# Claims: what held", "",
+             "Every claim the chapters test, in one table. A verdict is **held** when the 95% interval of the "
+             "deciding number lies wholly on the claim's side of its criterion, **not held** when it lies wholly "
+             "on the other side, *undetermined* when it straddles the criterion (a tie is never a win), and "
+             "*not testable here* when the data or setting is missing. Criteria come from the papers' own words "
+             "or numbers (the `criterion` column says which). `ours` gives the deciding numbers of the quick run "
+             "with their intervals; `paper settings` the verdict of the run recorded at the papers' settings "
+             "(`results/paper/`), where one exists.", "", repro_line, ""]
+    if not quick and not paper:
+        return "\n".join([*lines, "No recorded run holds claims yet: run `make book` and commit `results/quick/`.", ""])
+    for chapter in sorted(set(quick) | set(paper)):
+        q, p = quick.get(chapter), paper.get(chapter)
+        claims_q = {c["id"]: c for c in ((q or {}).get("numbers", {}).get("claims") or []) if isinstance(c, dict) and "id" in c}
+        claims_p = {c["id"]: c for c in ((p or {}).get("numbers", {}).get("claims") or []) if isinstance(c, dict) and "id" in c}
+        if not claims_q and not claims_p:
+            continue
+        lines += [f"## Chapter {chapter[:2]}: {chapter[3:].replace('_', ' ')}", ""]
+        lines.append("Quick run: " + (_provenance(q) if q else "none recorded") + ". Papers' settings: "
+                     + (_provenance(p) if claims_p else "no run recorded yet") + ".")
+        lines += ["", "| paper | claim | criterion | ours (quick) | verdict (quick) | 1 vs 2 threads | verdict (paper settings) | why |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for cid in list(claims_q) + [c for c in claims_p if c not in claims_q]:
+            c = claims_q.get(cid) or claims_p[cid]
+            cite = f"{{cite:p}}`{CITE[c['paper']]}`" if c.get("paper") in CITE else _cell(c.get("paper", ""))
+            vq = ICON.get(claims_q[cid]["verdict"], claims_q[cid]["verdict"]) if cid in claims_q else "(not run)"
+            vp = ICON.get(claims_p[cid]["verdict"], claims_p[cid]["verdict"]) if cid in claims_p else "no run recorded"
+            lines.append(f"| {cite}, {_cell(c.get('section', ''))} | {_cell(c.get('claim', ''))} | "
+                         f"{_cell(c.get('criterion', ''))} ({_cell(c.get('source', ''))}) | "
+                         f"{_cell(_numbers(claims_q.get(cid, {})))} | {vq} | {repro.get(cid, 'not checked')} | {vp} | "
+                         f"{_cell(c.get('why', ''))} |")
+        lines.append("")
+    counts: dict[str, int] = {}
+    for d in quick.values():
+        for c in d.get("numbers", {}).get("claims") or []:
+            if isinstance(c, dict) and "id" in c and "verdict" in c:
+                counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
+    if counts:
+        lines += ["Quick run in total: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) + ".", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m softlib.tooling.claimspage [--out PATH]``."""
+    from softlib.paths import results_dir
+
+    parser = argparse.ArgumentParser(prog="python -m softlib.tooling.claimspage")
+    parser.add_argument("--out", type=Path, default=Path("book/chapters/claims.md"))
+    args = parser.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(page(results_dir()))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,393 @@
+"""Running the book's notebooks: execute with papermill, time, pair with jupytext.
+
+``python -m softlib.tooling.notebooks run --profile quick --out book/chapters`` executes
+every ``notebooks/NN_*.ipynb`` headless with ``-p profile <profile>``, writes the
+executed copies where the Jupyter Book picks them up, prints a per-notebook
+timing table and writes it to ``results/timings-<profile>.json``. A notebook
+that fails stops the build with the notebook's name and the failing cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from softlib.paths import REPO_ENV, repo_root
+from softlib.profiles import PROFILES
+from softlib.validate import SoftlibError, check_choice
+
+
+def notebooks_dir() -> Path:
+    """``notebooks/`` of the repository (:func:`softlib.paths.repo_root`)."""
+    return repo_root() / "notebooks"
+
+
+def _chapter_key(name: str) -> str:
+    """``3``, ``03``, ``03_detectors``, ``03_detectors.ipynb``, ``notebooks/03_detectors.py`` -> a stem prefix."""
+    stem = Path(name).name
+    for suffix in (".ipynb", ".py"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return stem.zfill(2) if stem.isdigit() else stem
+
+
+def notebook_paths(only: list[str] | None = None) -> list[Path]:
+    """The chapter notebooks (``NN_*.ipynb``), optionally only those named in ``only``.
+
+    A name is a chapter number (``3``, ``03``), a notebook's stem or file name; every
+    name must match a notebook (a typo is refused, not skipped).
+    """
+    paths = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if only is None:
+        return paths
+    if isinstance(only, (str, bytes)) or not isinstance(only, (list, tuple)):
+        raise SoftlibError(f"only must be a list of chapter numbers or names, got {only!r}")
+    if not only:
+        raise SoftlibError(f"--only needs at least one chapter number or name; available: {[p.stem for p in paths]}")
+    chosen: list[Path] = []
+    for o in only:
+        if not isinstance(o, (str, int)) or isinstance(o, bool) or not str(o).strip():
+            raise SoftlibError(f"--only got an empty or invalid chapter name {o!r}; available: {[p.stem for p in paths]}")
+        key = _chapter_key(str(o).strip())
+        match = [p for p in paths if p.stem == key or p.stem.startswith(key + "_")]
+        if not match:
+            raise SoftlibError(f"no notebook matches {o!r}; available: {[p.stem for p in paths]}")
+        chosen += [p for p in match if p not in chosen]
+    return sorted(chosen)
+
+
+#: Folders the kernels read from the environment: made absolute before a kernel starts, since the
+#: kernel runs in notebooks/ and would resolve a relative path there, not where the command was typed.
+#: chapters whose verdicts pool training seeds, and the parameters of their seed replicates
+#: (the replicates only need the claims: chapter 02 skips its other-models section, 03 the later detectors)
+SEED_REPLICATED: dict[str, dict[str, Any]] = {
+    "02_logit_distributions": {"other_models": False},
+    "03_detectors": {"modern": []},
+}
+PATH_VARS = ("SOFTLIB_DATA", "SOFTLIB_CACHE", "SOFTLIB_RESULTS", "SOFTLIB_RESCUE")
+
+
+def absolutize_env() -> None:
+    """Make every SOFTLIB_* folder variable absolute (relative to the current folder)."""
+    for var in PATH_VARS:
+        v = os.environ.get(var)
+        if v:
+            os.environ[var] = str(Path(v).expanduser().absolute())
+
+
+@dataclass
+class Timing:
+    """Wall time of one executed notebook."""
+
+    notebook: str
+    seconds: float
+    ok: bool
+
+
+class NotebookFailed(SoftlibError):
+    """A notebook raised: carries its name and the failing cell."""
+
+
+def execute(path: Path, out: Path, parameters: dict[str, Any], *, cwd: Path | None = None,
+            timeout: int | None = None) -> float:
+    """Execute one notebook with papermill; return its wall time in seconds."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    absolutize_env()
+    # the kernel inherits our environment: make `import softlib` and softlib.paths find this checkout
+    root = repo_root()
+    os.environ[REPO_ENV] = str(root)
+    paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    if str(root) not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(root), *[p for p in paths if p]])
+    # figures must be captured as outputs: an inherited MPLBACKEND=Agg would silence plt.show()
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    t0 = time.perf_counter()
+    try:
+        # the kernel's stderr (tqdm bars, warnings) streams to this terminal as it comes ...
+        pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
+                            cwd=str(cwd or path.parent), progress_bar=False, execution_timeout=timeout,
+                            log_output=False, stderr_file=sys.stderr)
+    except PapermillExecutionError as exc:
+        raise NotebookFailed(
+            f"notebook {path.name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
+            f"the executed copy with the traceback is {out}"
+        ) from None
+    seconds = time.perf_counter() - t0
+    tidy_outputs(out)  # ... and stays out of the page
+    return seconds
+
+
+#: Output types a reader's page does not show: text on stderr (progress bars, warnings,
+#: which carry absolute paths) and widget progress bars (tqdm.auto when ipywidgets is installed).
+_WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def tidy_outputs(path: Path) -> int:
+    """Drop stderr and widget outputs from an executed notebook; hide papermill's injected cell.
+
+    The terminal that ran the notebook has already shown them (``execute`` streams the
+    kernel's stderr there). Papermill's ``injected-parameters`` cell gets the ``remove-cell``
+    tag: the page says which profile ran in its own words. Returns the number of outputs dropped.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    dropped = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+        kept = [o for o in cell.get("outputs", [])
+                if not (o.get("output_type") == "stream" and o.get("name") == "stderr")
+                and _WIDGET_MIME not in o.get("data", {})]
+        dropped += len(cell.get("outputs", [])) - len(kept)
+        cell.outputs = kept
+    nbformat.write(nb, str(path))
+    return dropped
+
+
+def _previous_seconds(profile: str) -> dict[str, float]:
+    """Per-notebook seconds of the last recorded build of ``profile`` (for an ETA), if any."""
+    from softlib.paths import results_dir
+
+    try:
+        d = json.loads((results_dir() / f"timings-{profile}.json").read_text())
+        return {t["notebook"]: float(t["seconds"]) for t in d.get("notebooks", []) if t.get("ok")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _say(msg: str, log: Path | None) -> None:
+    line = f"{time.strftime('%H:%M:%S')} {msg}"
+    print(line, flush=True)
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(line + "\n")
+
+
+def _jobs(paths: list[Path], profile: str, out_dir: Path, extra: dict[str, Any],
+          seeds: int) -> list[tuple[str, Path, Path, dict[str, Any]]]:
+    """(label, notebook, output, parameters) in execution order: a chapter's seed replicates first."""
+    base = {"profile": profile, **extra}
+    jobs = []
+    for path in paths:
+        if path.stem in SEED_REPLICATED and int(base.get("seed", 0)) == 0:
+            for k in range(1, seeds):
+                jobs.append((f"{path.stem} (seed {k})", path, out_dir / "seeds" / f"{path.stem}-seed{k}.ipynb",
+                             {**base, **SEED_REPLICATED[path.stem], "seed": k}))
+        jobs.append((path.stem, path, out_dir / path.name, base))
+    return jobs
+
+
+def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
+            extra: dict[str, Any] | None = None, seeds: int | None = None) -> list[Timing]:
+    """Execute the chapters in order; stop at the first failure (re-raised after timings are written).
+
+    Chapters whose verdicts pool training seeds (:data:`SEED_REPLICATED`) first run as seed
+    replicates, seeds 1 to ``seeds`` - 1 (default: the profile's ``cnn_seeds``), into
+    ``<out_dir>/seeds/``; ``seeds=1`` skips them. Progress goes to the terminal and to
+    ``<out_dir>/run-<profile>.log`` (start and end of each
+    chapter, elapsed time, an ETA from the last recorded build of this profile). Each chapter
+    records its numbers when it ends, and models and sets are cached (training checkpoints every
+    epoch), so an interrupted run started again resumes where it stopped.
+    """
+    from softlib.cache import ensure_dir
+    from softlib.validate import check_environment, check_int
+
+    check_choice("profile", profile, PROFILES)
+    seeds = PROFILES[profile].cnn_seeds if seeds is None else check_int("seeds", seeds, low=1, high=100)
+    paths = notebook_paths(only)
+    absolutize_env()
+    check_environment()  # SOFTLIB_RESULTS, SOFTLIB_DEVICE...: before hours of work, not after
+    out_dir = ensure_dir(Path(out_dir).absolute(), "output", None)
+    write_status_pages(out_dir)
+    log = out_dir / f"run-{profile}.log"
+    previous = _previous_seconds(profile)
+    timings: list[Timing] = []
+    failure: Exception | None = None
+    t_run = time.perf_counter()
+    jobs = _jobs(paths, profile, out_dir, extra or {}, seeds)
+    for i, (label, path, target, params) in enumerate(jobs):
+        left = [previous.get(j[0]) for j in jobs[i:]]
+        eta = (f"; ETA {sum(left) / 60:.0f} min (last recorded {profile} build)" if all(v is not None for v in left)
+               else "; no ETA (no complete recorded timing for this profile yet)")
+        _say(f"[{profile}] {i + 1}/{len(jobs)} executing {label} (elapsed {(time.perf_counter() - t_run) / 60:.1f} min"
+             f"{eta})", log)
+        try:
+            secs = execute(path, target, params)
+            timings.append(Timing(label, secs, True))
+            _say(f"[{profile}] {label}: {secs:.1f} s", log)
+        except NotebookFailed as exc:
+            timings.append(Timing(label, float("nan"), False))
+            _say(f"[{profile}] {label} FAILED: {exc}", log)
+            failure = exc
+            break
+    try:
+        _report(profile, timings)
+    except SoftlibError as exc:
+        if failure is None:
+            raise
+        # never let a reporting problem hide the notebook's own failure
+        raise NotebookFailed(f"{failure} (and the timings could not be written: {exc})") from None
+    if failure is not None:
+        raise failure
+    return timings
+
+
+def write_status_pages(out_dir: Path) -> None:
+    """Markdown tables the intro page includes: the profiles, and which data sets are present."""
+    from softlib.data import status_rows
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = ["| profile | what it is for | shortcuts against the papers |", "|---|---|---|"]
+    for p in PROFILES.values():
+        lines.append(f"| `{p.name}` | {p.description} | {p.shortcuts} |")
+    (out_dir / "profiles.md").write_text("\n".join(lines) + "\n")
+    rows = status_rows()
+    lines = ["| data set | state | how it is obtained |", "|---|---|---|"]
+    lines += [f"| {r['data set']} | {r['state']} | {r['source']} |" for r in rows]
+    (out_dir / "data_status.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "recorded_runs.md").write_text(recorded_runs_page())
+
+
+def recorded_runs_page() -> str:
+    """A page listing the recorded key numbers per profile (``results/<profile>/*.json``), with provenance.
+
+    The paper profile is meant for a GPU: its files are recorded there and committed, and
+    this page (built on any machine) says where each number came from, or that none exist yet.
+    """
+    lines = ["# Recorded runs", "",
+             "Each chapter writes its key numbers to `results/<profile>/<chapter>.json` "
+             "(`softlib.tooling.record`). The chapters of this copy were executed live in the profile "
+             "named on each page; the files below are the runs recorded in the repository, with "
+             "the commit, device and wall time that produced them.", ""]
+    for profile in ("paper", "quick"):
+        files = sorted((repo_root() / "results" / profile).glob("*.json"))
+        lines.append(f"## Profile `{profile}`")
+        lines.append("")
+        if not files:
+            lines.append(f"No `{profile}`-profile run is recorded yet"
+                         + (" (it needs a GPU: `make book PROFILE=paper`, then commit `results/paper/`)."
+                            if profile == "paper" else "."))
+            lines.append("")
+            continue
+        lines += ["| chapter | commit | device | when | wall time (s) |", "|---|---|---|---|---|"]
+        for f in files:
+            d = json.loads(f.read_text())
+            wall = d.get("wall_s")
+            lines.append(f"| {d.get('chapter', f.stem)} | `{d.get('commit', '?')}` | {d.get('device', '?')} | "
+                         f"{d.get('when', '?')} | {'' if wall is None else f'{wall:.0f}'} |")
+        lines.append("")
+    timing = repo_root() / "results" / "timings-quick.json"
+    if timing.exists():
+        t = json.loads(timing.read_text())
+        lines += [f"Latest recorded quick build: {t['total_s']:.0f} s of notebook execution on {t['device']} "
+                  f"(commit `{t['commit']}`).", ""]
+    return "\n".join(lines)
+
+
+def _report(profile: str, timings: list[Timing]) -> None:
+    from softlib.cache import atomic_write_json
+    from softlib.paths import results_dir
+    from softlib.tooling.record import device_label, git_commit
+
+    total = sum(t.seconds for t in timings if t.ok)
+    print(f"\n{'notebook':40s} {'seconds':>9s}")
+    for t in timings:
+        print(f"{t.notebook:40s} {t.seconds:9.1f}" + ("" if t.ok else "  FAILED"))
+    print(f"{'total':40s} {total:9.1f}\n")
+    # a run of some chapters keeps the others' last timings (each entry says when and where it ran)
+    now, dev, commit = time.strftime("%Y-%m-%dT%H:%M:%S"), device_label(), git_commit()
+    rows = {t.notebook: {**t.__dict__, "when": now, "device": dev, "commit": commit} for t in timings}
+    try:
+        old = json.loads((results_dir() / f"timings-{profile}.json").read_text()).get("notebooks", [])
+        rows = {**{o["notebook"]: o for o in old if isinstance(o, dict) and "notebook" in o}, **rows}
+    except (OSError, ValueError, AttributeError):
+        pass
+    record = {"profile": profile, "commit": commit, "device": dev, "platform": platform.platform(),
+              "when": now, "total_s": sum(r["seconds"] for r in rows.values() if r.get("ok")),
+              "notebooks": sorted(rows.values(), key=lambda r: r["notebook"])}
+    atomic_write_json(results_dir() / f"timings-{profile}.json", record)
+
+
+def sync() -> None:
+    """Re-pair every ``notebooks/NN_*.py`` into an output-free ``.ipynb`` with the python3 kernelspec.
+
+    Cell ids are derived from each cell's content (not random), and a notebook is rewritten
+    only when it changes: regenerating an unchanged chapter leaves git (and merges) quiet.
+    """
+    import hashlib
+
+    import jupytext
+    import nbformat
+
+    for py in sorted(notebooks_dir().glob("[0-9][0-9]_*.py")):
+        nb = jupytext.read(py)
+        nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+        nb.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
+        seen: set[str] = set()
+        for i, cell in enumerate(nb.cells):
+            digest = hashlib.sha1(f"{cell.cell_type}\n{cell.source}".encode()).hexdigest()
+            cid = digest[:8] if digest[:8] not in seen else hashlib.sha1(f"{i}{digest}".encode()).hexdigest()[:8]
+            seen.add(cid)
+            cell["id"] = cid
+            if cell.cell_type == "code":
+                cell["outputs"], cell["execution_count"] = [], None
+        text = nbformat.writes(nbformat.v4.upgrade(nb) if nb.nbformat < 4 else nb)
+        target = py.with_suffix(".ipynb")
+        if target.exists() and target.read_text() == text + "\n" or target.exists() and target.read_text() == text:
+            continue
+        target.write_text(text + "\n")
+        print(f"paired {py.name} -> {target.name}")
+
+
+def bench() -> None:
+    """Run every ``benchmarks/bench_*.py`` (each prints its table and writes results/bench-<device>.json)."""
+    root = repo_root()
+    for script in sorted((root / "benchmarks").glob("bench_*.py")):
+        print(f"== {script.name}", flush=True)
+        subprocess.run([sys.executable, str(script)], check=True, cwd=root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m softlib.tooling.notebooks {run,sync,bench}``."""
+    parser = argparse.ArgumentParser(prog="python -m softlib.tooling.notebooks")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="execute the chapter notebooks with papermill")
+    r.add_argument("--profile", default="quick")
+    r.add_argument("--out", type=Path, default=None, help="default: book/chapters in the repository")
+    r.add_argument("--only", nargs="*", default=None, help="chapter numbers or names (default: all)")
+    r.add_argument("--seeds", type=int, default=None,
+                   help="training seeds behind chapters 02-03's verdicts (default: the profile's cnn_seeds; "
+                        "1 skips the seed replicates)")
+    sub.add_parser("sync", help="pair notebooks/*.py -> *.ipynb")
+    sub.add_parser("bench", help="run the benchmarks")
+    args = parser.parse_args(argv)
+    try:
+        if args.cmd == "run":
+            run_all(args.profile, args.out or repo_root() / "book" / "chapters", args.only, seeds=args.seeds)
+        elif args.cmd == "sync":
+            sync()
+        else:
+            bench()
+    except SoftlibError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Reproducibility across machines, checked: the same chapters twice, different BLAS threads.
+
+``python -m softlib.tooling.repro --profile quick --only 01 02 03 --threads 1 2`` executes the chapters
+once per thread count, each with its own empty cache and results folder (so every model and
+set is rebuilt under that thread count: a different summation order, as on another machine),
+then compares what they recorded: every claim's verdict must be the same, and every deciding
+number of one run must lie inside the other run's 95% interval. It prints the comparison,
+writes it to ``results/repro-<profile>.json`` and exits 1 when a verdict differs.
+``make verify-repro`` runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from softlib.validate import SoftlibError, check_choice, check_int
+
+
+def _claims(folder: Path, profile: str) -> dict[str, dict[str, Any]]:
+    out = {}
+    for f in sorted((folder / profile).glob("[0-9][0-9]_*.json")):
+        for c in json.loads(f.read_text()).get("numbers", {}).get("claims") or []:
+            if isinstance(c, dict) and "id" in c:
+                out[c["id"]] = c
+    return out
+
+
+def compare(a: Path, b: Path, profile: str) -> pd.DataFrame:
+    """One row per (claim, number): both verdicts, both values, and whether each lies in the other's interval."""
+    ca, cb = _claims(a, profile), _claims(b, profile)
+    if not ca and not cb:
+        raise SoftlibError(f"no recorded claims under {a / profile} or {b / profile}")
+    rows = []
+    for cid in sorted(set(ca) | set(cb)):
+        x, y = ca.get(cid, {}), cb.get(cid, {})
+        names = sorted(set(x.get("numbers") or {}) | set(y.get("numbers") or {})) or [""]
+        for name in names:
+            ex, ey = (x.get("numbers") or {}).get(name), (y.get("numbers") or {}).get(name)
+
+            def inside(e: Any, f: Any) -> bool | None:
+                if not e or not f or e.get("value") is None or f.get("low") is None or f.get("high") is None:
+                    return None
+                return bool(f["low"] <= e["value"] <= f["high"])
+
+            rows.append({"claim": cid, "verdict A": x.get("verdict", "missing"), "verdict B": y.get("verdict", "missing"),
+                         "same verdict": x.get("verdict") == y.get("verdict"), "number": name,
+                         "A": None if not ex else ex.get("value"), "B": None if not ey else ey.get("value"),
+                         "A in B's interval": inside(ex, ey), "B in A's interval": inside(ey, ex)})
+    return pd.DataFrame(rows)
+
+
+def _run(profile: str, only: list[str], threads: int, root: Path) -> float:
+    root = root.absolute()  # the kernels run in notebooks/: relative paths would land there
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "OPENBLAS_NUM_THREADS": str(threads), "SOFTLIB_CACHE": str(root / "cache"),
+           "SOFTLIB_RESULTS": str(root / "results")}
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "softlib.tooling.notebooks", "run", "--profile", profile, "--out", str(root / "notebooks"),
+           "--only", *only]
+    subprocess.run(cmd, env=env, check=True)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m softlib.tooling.repro``: see the module docstring."""
+    from softlib.cache import atomic_write_json
+    from softlib.paths import results_dir
+    from softlib.profiles import PROFILES
+    from softlib.tooling.notebooks import notebook_paths
+    from softlib.tooling.record import git_commit
+
+    parser = argparse.ArgumentParser(prog="python -m softlib.tooling.repro")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--only", nargs="+", default=["01", "02", "03"], help="chapters to run twice")
+    parser.add_argument("--threads", nargs=2, type=int, default=[1, 2], metavar=("A", "B"))
+    parser.add_argument("--work", type=Path, default=Path("build/repro"), help="folder for the two runs")
+    parser.add_argument("--compare-only", action="store_true", help="compare the two runs already in --work")
+    args = parser.parse_args(argv)
+    check_choice("profile", args.profile, PROFILES)
+    for t in args.threads:
+        check_int("--threads", t, low=1, high=os.cpu_count() or 1)
+    notebook_paths(args.only)  # refuses unknown chapters before any work
+    walls: dict[str, float] = {}
+    for label, t in zip("AB", args.threads):
+        if not args.compare_only:
+            walls[label] = _run(args.profile, args.only, t, args.work / f"threads-{t}")
+    table = compare(args.work / f"threads-{args.threads[0]}" / "results", args.work / f"threads-{args.threads[1]}" / "results",
+                    args.profile)
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 40):
+        print(table.to_string(index=False))
+    flips = table.loc[~table["same verdict"], "claim"].unique().tolist()
+    outside = table[(table["A in B's interval"] == False) | (table["B in A's interval"] == False)]  # noqa: E712
+    summary = {"profile": args.profile, "chapters": args.only, "threads": args.threads, "commit": git_commit(),
+               "wall_s": walls, "claims": int(table["claim"].nunique()), "verdict_flips": flips,
+               "numbers": int(table["A"].notna().sum()), "numbers_outside_other_interval": len(outside),
+               "rows": table.to_dict("records")}
+    atomic_write_json(results_dir() / f"repro-{args.profile}.json", summary)
+    print(f"\n{summary['claims']} claims, {len(flips)} verdict flips {flips}; {summary['numbers']} numbers, "
+          f"{len(outside)} outside the other run's interval")
+    return 1 if flips else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

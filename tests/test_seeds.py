@@ -1,0 +1,175 @@
+"""Verdicts pooled over training seeds (issue 12): softlib.claims pooling, seed replicates on disk, the runner's order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from softlib import claims
+from softlib.claims import HELD, NOT_HELD, NOT_TESTABLE, UNDETERMINED, Claim, Estimate, Outcome, greater_than
+from softlib.tooling.record import record, replicate_path, seed_replicates
+from softlib.validate import SoftlibError
+
+
+def test_pool_estimates_one_seed_is_unchanged() -> None:
+    e = Estimate(1.0, 0.5, 1.5)
+    assert claims.pool_estimates([e]) is e
+
+
+def test_pool_estimates_adds_seed_spread_to_the_bootstrap_width() -> None:
+    es = [Estimate(v, v - 0.1, v + 0.2) for v in (1.0, 2.0, 3.0)]
+    p = claims.pool_estimates(es)
+    assert p.value == pytest.approx(2.0)
+    from scipy import stats
+
+    seed_half = stats.t.ppf(0.975, 2) * 1.0 / np.sqrt(3)  # sd of (1, 2, 3) is 1
+    assert p.low == pytest.approx(2.0 - np.hypot(0.1, seed_half))
+    assert p.high == pytest.approx(2.0 + np.hypot(0.2, seed_half))
+    assert p.n == 3 and "3 seeds" in p.method
+
+
+def test_pool_estimates_identical_seeds_keep_the_bootstrap_interval() -> None:
+    es = [Estimate(1.0, 0.8, 1.3)] * 3
+    p = claims.pool_estimates(es)
+    assert (p.low, p.high) == pytest.approx((0.8, 1.3))
+
+
+def test_pool_estimates_not_finite_and_bad_input() -> None:
+    p = claims.pool_estimates([Estimate(1.0, 0.0, 2.0), Estimate(float("nan"), float("nan"), float("nan"))])
+    assert not p.finite and greater_than(p) == UNDETERMINED
+    with pytest.raises(SoftlibError, match="pool_estimates"):
+        claims.pool_estimates([])
+    with pytest.raises(SoftlibError, match="pool_estimates"):
+        claims.pool_estimates([1.0])  # type: ignore[list-item]
+
+
+def _claim(test) -> Claim:  # type: ignore[no-untyped-def]
+    return Claim("x.one", "99_test", "000", "section 1", "A is above B", "A - B > 0", "the paper's comparison", test)
+
+
+def _above(r) -> Outcome:  # type: ignore[no-untyped-def]
+    e = r["diff"]
+    v = greater_than(e)
+    return Outcome(v, {"A - B": e}, "A above B" if v == HELD else "not clearly")
+
+
+def _replicate(values: list[Estimate]) -> list[dict]:
+    return [{"id": "x.one", "rule_inputs": [v.as_dict() for v in values], "own_numbers": {"A - B": values[0].as_dict()}}]
+
+
+def test_evaluate_without_replicates_records_the_rule_inputs() -> None:
+    t = claims.evaluate([_claim(_above)], {"diff": Estimate(0.3, 0.1, 0.5)})
+    assert t.loc[0, "verdict"] == HELD and t.loc[0, "seeds"] == 1
+    rec = claims.for_record(t)[0]
+    assert rec["rule_inputs"] == [Estimate(0.3, 0.1, 0.5).as_dict()] and rec["seeds"] == 1
+
+
+def test_a_narrow_win_under_one_seed_is_undetermined_when_the_seeds_disagree() -> None:
+    # seed 0 alone says held (interval above 0); the other seeds put A below B: pooled, it straddles 0
+    own = Estimate(0.3, 0.1, 0.5)
+    reps = [_replicate([Estimate(-0.2, -0.4, 0.0)]), _replicate([Estimate(0.1, -0.1, 0.3)])]
+    t = claims.evaluate([_claim(_above)], {"diff": own}, reps)
+    assert t.loc[0, "verdict"] == UNDETERMINED and t.loc[0, "seeds"] == 3
+    assert "pooled over 3 training seeds" in t.loc[0, "why"]
+    num = t.loc[0, "_numbers"]["A - B"]
+    assert num["value"] == pytest.approx((0.3 - 0.2 + 0.1) / 3) and num["low"] < 0 < num["high"]
+    # what a later run pools is this seed's own, not the pooled, numbers
+    rec = claims.for_record(t)[0]
+    assert rec["own_numbers"]["A - B"]["value"] == pytest.approx(0.3)
+    assert rec["rule_inputs"][0]["value"] == pytest.approx(0.3)
+
+
+def test_seeds_that_agree_keep_the_verdict() -> None:
+    reps = [_replicate([Estimate(v, v - 0.2, v + 0.2)]) for v in (1.1, 0.9)]
+    t = claims.evaluate([_claim(_above)], {"diff": Estimate(1.0, 0.8, 1.2)}, reps)
+    assert t.loc[0, "verdict"] == HELD
+    t = claims.evaluate([_claim(_above)], {"diff": Estimate(-1.0, -1.2, -0.8)},
+                        [_replicate([Estimate(v, v - 0.2, v + 0.2)]) for v in (-1.1, -0.9)])
+    assert t.loc[0, "verdict"] == NOT_HELD
+
+
+def test_seeds_that_tested_different_things_are_undetermined() -> None:
+    def two_rules(r):  # type: ignore[no-untyped-def]
+        return Outcome(claims.all_of([greater_than(r["diff"]), greater_than(r["diff"])]), {"A - B": r["diff"]}, "")
+
+    reps = [_replicate([Estimate(1.0, 0.8, 1.2)])]  # one rule input where this run has two
+    t = claims.evaluate([_claim(two_rules)], {"diff": Estimate(1.0, 0.8, 1.2)}, reps)
+    assert t.loc[0, "verdict"] == UNDETERMINED and "cannot be pooled" in t.loc[0, "why"]
+
+
+def test_a_replicate_without_the_claim_leaves_one_seed_and_says_so() -> None:
+    t = claims.evaluate([_claim(_above)], {"diff": Estimate(1.0, 0.8, 1.2)}, [[{"id": "other"}]])
+    assert t.loc[0, "verdict"] == HELD and t.loc[0, "seeds"] == 1 and "lack this claim" in t.loc[0, "why"]
+
+
+def test_not_testable_stays_not_testable() -> None:
+    t = claims.evaluate([_claim(lambda r: r["missing"])], {}, [[{"id": "x.one", "rule_inputs": []}]])
+    assert t.loc[0, "verdict"] == NOT_TESTABLE
+
+
+def test_rules_outside_evaluate_are_not_pooled() -> None:
+    assert greater_than(Estimate(1.0, 0.5, 1.5)) == HELD
+
+
+def test_seed_replicates_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOFTLIB_RESULTS", str(tmp_path))
+    t = claims.evaluate([_claim(_above)], {"diff": Estimate(0.3, 0.1, 0.5)})
+    record("99_test", "smoke", {"model_key": "k1", "claims": claims.for_record(t)}, seed=1)
+    assert replicate_path("99_test", "smoke", 1).exists()
+    assert not (tmp_path / "smoke" / "99_test.json").exists()  # a replicate never replaces the book's run
+    got, line = seed_replicates("99_test", "smoke", {1: "k1", 2: "k2"})
+    assert len(got) == 1 and got[0][0]["id"] == "x.one"
+    assert "seed(s) 1" in line and "seed 2 not run" in line
+    got, line = seed_replicates("99_test", "smoke", {1: "another"})
+    assert got == [] and "another model" in line and "one trained model" in line
+    replicate_path("99_test", "smoke", 1).write_text("{not json")
+    with pytest.raises(SoftlibError, match="not readable JSON"):
+        seed_replicates("99_test", "smoke", {1: "k1"})
+
+
+def test_record_refuses_a_bad_seed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOFTLIB_RESULTS", str(tmp_path))
+    with pytest.raises(SoftlibError, match="seed"):
+        record("99_test", "smoke", {}, seed=-1)
+
+
+def test_runner_runs_the_seed_replicates_first(tmp_path: Path) -> None:
+    from softlib.tooling import notebooks
+
+    paths = notebooks.notebook_paths(["02", "03", "04"])
+    jobs = notebooks._jobs(paths, "quick", tmp_path, {}, seeds=3)
+    labels = [j[0] for j in jobs]
+    assert labels == ["02_logit_distributions (seed 1)", "02_logit_distributions (seed 2)", "02_logit_distributions",
+                      "03_detectors (seed 1)", "03_detectors (seed 2)", "03_detectors",
+                      "04_overoptimization_transferability"]
+    rep = jobs[0]
+    assert rep[2] == tmp_path / "seeds" / "02_logit_distributions-seed1.ipynb"
+    assert rep[3] == {"profile": "quick", "other_models": False, "seed": 1}
+    assert jobs[2][3] == {"profile": "quick"}
+    # one seed, or a run whose own seed is not 0: no replicates
+    assert [j[0] for j in notebooks._jobs(paths, "quick", tmp_path, {}, seeds=1)] == [p.stem for p in paths]
+    assert len(notebooks._jobs(paths, "quick", tmp_path, {"seed": 4}, seeds=3)) == 3
+
+
+def test_runner_refuses_bad_seeds(tmp_path: Path) -> None:
+    from softlib.tooling import notebooks
+
+    with pytest.raises(SoftlibError, match="seeds"):
+        notebooks.run_all("smoke", tmp_path, ["01"], seeds=0)
+
+
+def test_profiles_seed_counts() -> None:
+    from softlib.profiles import get_profile
+
+    assert get_profile("quick").cnn_seeds == 3 and get_profile("paper").cnn_seeds == 3
+    with pytest.raises(SoftlibError, match="cnn_seeds"):
+        get_profile("quick", cnn_seeds=0)
+
+
+def test_recorded_replicate_files_are_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOFTLIB_RESULTS", str(tmp_path))
+    path = record("99_test", "smoke", {"model_key": "k", "claims": []}, seed=2)
+    assert json.loads(path.read_text())["numbers"]["model_key"] == "k"
