@@ -25,7 +25,12 @@
 # - **Softmax Baseline** (SB, {cite:t}`hendrycks2017baseline`): the max softmax probability.
 # - **Trust Score** (TS, {cite:t}`jiang2018trust`): distance to the closest other class over
 #   distance to the predicted class, in some feature space (neither paper says which; we
-#   use the logits, and show the softmax too).
+#   use the logits, and show the softmax too), "applied on a filtered version of the training
+#   set" (the submission, section 2.3; Aigrain & Detyniecki, section 1): each class drops the
+#   fraction $\alpha$ of its points with the lowest k-NN density. Neither paper gives $\alpha$; we
+#   use the reference code's filtering example, $k = 10$, $\alpha = 0.1$
+#   (`softlib.detectors.TRUST_ALPHA`), and show $\alpha = 0$ (no filtering, the reference
+#   constructor's default) beside it below.
 # - **KDE** (the submission, section 4.2): a Gaussian kernel density of *legitimate* features only,
 #   Scott's rule bandwidth as in scipy; unsupervised.
 # - **NN** (the submission, section 4.1) = **Introspection-Net** (Aigrain & Detyniecki, section 3.1): a 3-layer regression
@@ -60,7 +65,7 @@ from myst_nb import glue
 from softlib import claims, models, resample, sets, tables, zoo
 from softlib.chapters.ch03 import claims as claims03
 from softlib import detectors as D
-from softlib.metrics import roc_points
+from softlib.metrics import AUPR_RULES, roc_points
 from softlib.paper import introspection as p002
 from softlib.paper import softmax_hinders as p000
 from softlib.profiles import get_profile
@@ -72,6 +77,8 @@ from softlib.plots import use_book_style
 
 check_notebook_parameters()  # refuses parameters this notebook does not declare
 use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
+
+# %% tags=["remove-input"]
 t_start = time.perf_counter()
 prof = get_profile(profile)
 check_choice("in_distribution", in_distribution, ("mnist", "cifar10"))
@@ -101,8 +108,12 @@ Profile shortcuts: {prof.shortcuts}.
 # The classifier comes from `softlib.zoo` (trained once, then cached) and the sets from
 # `softlib.sets`, the same ones chapter 02 uses: adversarial examples (FGSM, BIM, DeepFool,
 # MaxConfidence; L∞, only the misclassified results kept), OOD sets (Gaussian and uniform noise,
-# CIFAR-10, Fashion-MNIST) and Aigrain & Detyniecki's *errors* (images with a 7×7 black patch that the model gets
-# wrong). Detector training data comes from the training split, test data from the test split.
+# CIFAR-10, Fashion-MNIST) and Aigrain & Detyniecki's *errors* (images with a 7×7 black patch that
+# the model gets wrong; built as their section 2.2 says: one patch at one random position on each
+# *correctly classified* image, kept when the patch makes it wrong, `errors_rule="strict"` in
+# `softlib.sets`). Detector training data comes from the training split, test data from the test
+# split; the natural-image stand-in's training and test crops come from disjoint halves of its
+# two photos (chapter 02 shows both), so the supervised detector cannot score test crops by memory.
 
 # %% tags=["hide-input"]
 model = zoo.get_model(arch, in_distribution, prof, seed)
@@ -152,8 +163,12 @@ display(Markdown(
 # Each detector is fitted once per input representation and scores every test set. The
 # unsupervised ones (SB, KDE) and the Trust Score see only legitimate training images (the Trust
 # Score with their labels); the NN detector is trained on those plus the training examples of the
-# 8 adversarial and OOD sets (the submission, section 4.3: one detector for all sets, 10% held out for
-# validation; the weights of the best validation epoch are kept).
+# 8 adversarial and OOD sets (the submission, section 4.3: one detector for all sets, 10% held out
+# for validation). Two choices of ours that the papers do not state: the NN detector keeps the
+# weights of the epoch with the lowest validation loss (the submission only says that 10% is held
+# out for validation, not what it is used for), and its inputs are standardised with the mean and
+# standard deviation of its training rows (an affine map its first layer could learn; it only
+# helps RMSprop when logits are in the tens). `softlib.detectors.NNDetector` documents both.
 
 # %%
 legit = in_distribution
@@ -183,7 +198,7 @@ display(Markdown(
         f"on {f}: best epoch {i['best epoch']} of {prof.detector_epochs}, validation MSE {i['val MSE']:.4f}, "
         f"{i['fit s']:.1f} s" for f, i in nn_info.items() if f in FEATURES)
     + (f". The KDE on softmax needed a ridge on its covariance (softmax rows sum to 1, so the covariance "
-       f"is singular; scipy would fail): {nn_info['kde ridge']}." if "kde ridge" in nn_info else ".")
+       f"is singular): {nn_info['kde ridge']}." if "kde ridge" in nn_info else ".")
 ))
 
 # %% [markdown]
@@ -215,18 +230,84 @@ display(detail.pivot_table(index=["group", "set"], columns=["metric", "detector"
 # from the input) are each run on both representations; the Trust Score is added as a third
 # detector (not in the paper: `paper` stays empty).
 #
-# One methodological difference matters for the KDE on softmax: softmax rows sum to 1, so
-# their covariance is singular, and scipy's `gaussian_kde` (which the submission used) either fails or,
-# in float arithmetic, works with a covariance whose smallest direction is pure rounding noise.
-# `softlib.detectors.KDE` adds a tiny ridge instead (reported in the training summary above).
-# The submission does not say how it got around this, so its softmax-KDE numbers may partly reflect
-# that numerical noise rather than the information content of the softmax.
+# One methodological point for the KDE on softmax: softmax rows sum to 1, so their covariance
+# is singular. `softlib.detectors.KDE` adds a tiny ridge (reported in the training summary
+# above). scipy's `gaussian_kde` (which the submission used) does not fail on such data (scipy
+# 1.17): it regularises the zero-variance direction its own way, and its log densities differ
+# from ours by a nearly constant offset (about 9-10 nats on 10-class softmax features), which
+# leaves the ranking, and so every metric here, unchanged.
 
 # %% tags=["hide-input"]
 ours_t3 = grouped[grouped["detector"].isin(["ts", "kde", "nn"])]
 paper_t3 = p000.table3().query("model == @paper_model and dataset == @in_distribution")
 t3 = tables.side_by_side(ours_t3, paper_t3, rows=["group", "detector", "feature"])
 display(t3.style.format("{:.1f}", na_rep=""))
+
+# %% [markdown]
+# ### The Trust Score with and without filtering
+#
+# The submission and Aigrain & Detyniecki describe the Trust Score on a *filtered* training set
+# without giving the fraction removed. The tables above use $\alpha = 0.1$
+# (`softlib.detectors.TRUST_ALPHA`, the reference code's filtering example); here the same
+# detector side by side with $\alpha = 0$ (no filtering, the reference constructor's default)
+# and with a stronger filter, $\alpha = 0.25$, on both representations. Each cell is the AUROC
+# averaged over the group's sets; the last row is the submission's table 2 (Trust Score, logits).
+
+# %% tags=["hide-input"]
+ts_alpha_rows = []
+for alpha in (0.0, D.TRUST_ALPHA, 0.25):
+    for feat in FEATURES:
+        ts_det = D.fit_on(D.make_detector("ts", feature=feat, alpha=alpha), fit_x=fit_v[feat],
+                          fit_labels=fit_set.y.numpy())
+        ts_scores = D.score_sets(ts_det, {s: v[feat] for s, v in test_v.items()},
+                                 {s: v["pred"] for s, v in test_v.items()})
+        g = tables.group_means(tables.metrics_frame({("ts", feat): ts_scores}, legit, groups000))
+        ts_alpha_rows += [{"feature": feat, "alpha": f"{alpha:g}", "group": grp,
+                           "AUROC": tables.value(g, group=grp, metric="auroc")} for grp in p000.GROUPS]
+ts_alpha = pd.DataFrame(ts_alpha_rows)
+paper_ts = pd.DataFrame([{"feature": "logits", "alpha": "paper (table 2)", "group": grp,
+                          "AUROC": p000.lookup(paper_model, in_distribution, grp, "ts", "auroc")} for grp in p000.GROUPS])
+display(pd.concat([ts_alpha, paper_ts]).pivot_table(index=["feature", "alpha"], columns="group", values="AUROC",
+                                                    sort=False)[list(p000.GROUPS)].style.format("{:.1f}"))
+ts_all = ts_alpha[(ts_alpha["feature"] == "logits") & (ts_alpha["group"] == "all")].set_index("alpha")["AUROC"]
+glue("ts_all_alpha0_03", f"{ts_all['0']:.1f}", display=False)
+glue("ts_all_alpha_default_03", f"{ts_all[f'{D.TRUST_ALPHA:g}']:.1f}", display=False)
+
+# %% [markdown]
+# On logits the Trust Score's All-AUROC is {glue:text}`ts_all_alpha0_03` without filtering and
+# {glue:text}`ts_all_alpha_default_03` with $\alpha = 0.1$: the filter's share the papers leave
+# open moves the detector by that much, to set beside its gap to the paper's value.
+#
+# ### AUPR: the papers' convention and OpenOOD's
+#
+# The AUPR columns above are *average precision* (`aupr="ap"` in `softlib.metrics`), the step-wise
+# area of Hendrycks & Gimpel and scikit-learn that the submission's metrics follow. OpenOOD and
+# pytorch-ood integrate the same precision-recall curve with the trapezoidal rule, which
+# interpolates between its points; the two can differ by several points (up to 31 when all scores
+# tie, see `softlib.metrics`). To compare with tables in that convention, table 2's cells (All
+# group) under both:
+
+# %% tags=["hide-input"]
+aupr_rows = []
+for rule in AUPR_RULES:
+    g = tables.group_means(tables.metrics_frame({k: v for k, v in scores000.items() if k in TABLE2_CELLS}, legit,
+                                                groups000, aupr=rule))
+    aupr_rows.append(g[g["metric"].isin(["aupr_in", "aupr_out"]) & (g["group"] == "all")].assign(convention=rule))
+aupr_conv = pd.concat(aupr_rows)
+display(aupr_conv.pivot_table(index="detector", columns=["metric", "convention"], values="value", sort=False)
+        .sort_index(axis=1).style.format("{:.1f}"))
+
+# %% [markdown]
+# ### The submission's own inconsistencies
+#
+# The submission disagrees with itself in a few cells; the comparisons above use the tables'
+# values. `printed` is the value at the place named, `other` the one it should agree with, and
+# `likelier` which of the two we take to be right (`softlib.paper.softmax_hinders`). One is in
+# the text: section 4.5 contrasts the NN detector's 99.2% on logits with "an average of 90.2%" on
+# softmax, where its table 3 prints 90.9.
+
+# %% tags=["hide-input"]
+display(p000.inconsistencies().style.format({"printed": "{:g}", "other": "{:g}"}).hide(axis="index"))
 
 # %% [markdown]
 # ## ROC curves, softmax against logits, all 8 sets pooled
@@ -419,6 +500,8 @@ record("03_detectors", prof.name, {
     "introspection": per_set002[["set", "detector", "metric", "value"]].to_dict("records"),
     "modern": grouped_modern[["group", "detector", "feature", "metric", "value"]].to_dict("records"),
     "auroc_intervals": auroc_ci.to_dict("records"),
+    "per_set": per_set[per_set["metric"] == "auroc"][["set", "detector", "feature", "value"]].to_dict("records"),
+    "trust_score_alpha": ts_alpha.to_dict("records"), "aupr_conventions": aupr_conv.to_dict("records"),
     "claims": claims.for_record(claim_table),
 }, wall_s=wall, seed=seed)
 display(Markdown(f"Chapter wall time: {wall:.0f} s (the model and the sets are cached: a second run is faster)."))

@@ -545,11 +545,13 @@ class NNDetector(Detector):
     A regression MLP predicting 1 for legitimate / correctly classified inputs and 0
     otherwise, trained with MSE and RMSprop (Keras defaults: lr 1e-3, rho 0.9, eps 1e-7,
     batch 32) for ``epochs`` epochs (60 in both papers); a seeded, class-stratified
-    ``validation_split`` (10%) is held out and the weights of the epoch with the lowest
-    validation loss are kept (``history_``, ``best_epoch_``, ``val_loss_``). The output
+    ``validation_split`` (10%) is held out (000 section 4.3) and the weights of the epoch with
+    the lowest validation loss are kept (``history_``, ``best_epoch_``, ``val_loss_``): *our
+    choice*, the papers do not say what the validation split is used for. The output
     unit is linear (the papers say "regression" and name no output activation). Inputs
-    are standardised with the training mean / std (``standardize=True``; an affine map the
-    first layer could learn, it only helps RMSprop). Score = the network's output.
+    are standardised with the training mean / std (``standardize=True``; also ours, not in the
+    papers: an affine map the first layer could learn, it only helps RMSprop). Score = the
+    network's output.
     """
 
     fit_target = "legit"

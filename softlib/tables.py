@@ -65,11 +65,14 @@ def metrics_frame(
     groups: Mapping[str, Sequence[str]],
     *,
     positive: str = "legit",
+    aupr: str = "ap",
 ) -> pd.DataFrame:
     """Detection metrics of each (detector, feature) on each set vs the legitimate set.
 
     ``scores[(detector, feature)][set_name]`` are the detector's scores (higher = more
-    legitimate); ``scores[...][legit]`` must be present. Returns the long frame with
+    legitimate); ``scores[...][legit]`` must be present. ``positive`` and ``aupr`` (``"ap"``,
+    the papers' average precision, or ``"trapezoid"``, OpenOOD's) go to
+    :func:`softlib.metrics.detection_metrics`. Returns the long frame with
     columns detector, feature, set, group, metric, value (percent), n_legit, n_other.
     """
     group_of = {s: g for g, sets in groups.items() for s in sets}
@@ -80,7 +83,7 @@ def metrics_frame(
         for s, sc in by_set.items():
             if s == legit or s not in group_of:
                 continue
-            m = detection_metrics(by_set[legit], sc, positive=positive)
+            m = detection_metrics(by_set[legit], sc, positive=positive, aupr=aupr)
             for metric in METRIC_KEYS:
                 rows.append({"detector": det, "feature": feat, "set": s, "group": group_of[s], "metric": metric,
                              "value": m[metric], "n_legit": len(by_set[legit]), "n_other": len(sc)})

@@ -123,6 +123,14 @@ def test_tables_group_means_and_side_by_side():
     assert np.isnan(wide.loc[("ood", "kde"), ("AUROC", "paper")])
     with pytest.raises(SoftlibError, match="lack the legitimate"):
         tables.metrics_frame({("kde", "logits"): {"a1": np.ones(3)}}, "legit", groups)
+    # OpenOOD's trapezoid AUPR on request, the rest unchanged
+    trap = tables.metrics_frame(scores, "legit", groups, aupr="trapezoid")
+    want = detection_metrics(scores[("kde", "logits")]["legit"], scores[("kde", "logits")]["a1"], aupr="trapezoid")
+    assert tables.value(trap, set="a1", metric="aupr_in") == pytest.approx(want["aupr_in"])
+    assert tables.value(trap, set="a1", metric="aupr_in") != pytest.approx(tables.value(per_set, set="a1", metric="aupr_in"))
+    assert tables.value(trap, set="a1", metric="auroc") == a1
+    with pytest.raises(SoftlibError, match="aupr"):
+        tables.metrics_frame(scores, "legit", groups, aupr="riemann")
     assert tables.paper_sets("mnist", ["fgsm", "bim", "deepfool", "maxconf", "gaussian", "uniform", "natural",
                                        "fashion_mnist"])["ood"][2] == "natural"
     with pytest.raises(SoftlibError, match="not available"):

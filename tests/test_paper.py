@@ -76,6 +76,11 @@ def test_000_lookup_and_claims():
     for (m, d, g, det, metric, feat), (text, table) in p000.TEXT_VS_TABLES.items():
         assert p000.lookup(m, d, g, det, metric, feature=feat) == table != text
     assert int(100 * (99.2 / 90.9 - 1)) == p000.CLAIMS["nn_relative_gain"][("custom", "mnist")]
+    inc = p000.inconsistencies()  # the chapter's list: one row per disagreement, none twice
+    assert len(inc) == len(p000.KNOWN_DISCREPANCIES) + len(p000.NOT_GROUP_MEANS) - 1 + len(p000.TEXT_VS_TABLES)
+    text = inc[inc["where"] == "section 4.5 text vs table 3"].iloc[0]
+    assert (text["printed"], text["other"]) == (90.2, 90.9) and "NN on softmax" in text["cell"]
+    assert set(inc["printed"]) == {41.4, 71.1, 90.2}
     assert p000.model_key("cnn") == "custom"
     with pytest.raises(SoftlibError, match="detector"):
         p000.lookup("custom", "mnist", "all", "mahalanobis", "auroc")

@@ -83,6 +83,46 @@ def test_gaussian_noise_variants():
         ood.gaussian_noise(2, 1, 28, seed=0, std=-1.0)
 
 
+def test_noise_variants_are_the_readings_chapter_02_compares():
+    imgs = ood.noise_variants(20, 1, 28, seed=4)
+    assert list(imgs) == list(ood.NOISE_VARIANTS)
+    first, *_, last = imgs
+    assert torch.equal(imgs[first], ood.gaussian_noise(20, 1, 28, seed=4))  # the book's gaussian set
+    assert torch.equal(imgs[last], ood.uniform_noise(20, 1, 28, seed=4))  # the book's uniform set
+    wide = imgs["N(0.5, 1), unclipped"]
+    assert float(wide.min()) < 0 and float(wide.max()) > 1
+    with pytest.raises(SoftlibError, match="noise kind"):
+        ood.noise_variants(2, 1, 28, seed=0, variants={"x": ("laplace", {})})
+
+
+def test_average_logit_takes_pixels_outside_the_unit_range(model):
+    x = ood.gaussian_noise(30, 1, 28, seed=0, clip=False)
+    got = ood.average_logit(model, x, batch_size=7)
+    with torch.no_grad():
+        want = model(x).double().mean(1).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(SoftlibError, match="NaN"):
+        ood.average_logit(model, torch.full((2, 1, 28, 28), float("nan")))
+    with pytest.raises(SoftlibError, match="batch_size"):
+        ood.average_logit(model, x, batch_size=0)
+
+
+def test_noise_reading_table_decides_the_claim_per_reading(model):
+    legit_x, _ = SPLITS[("mnist", False)]
+    ref = ood.average_logit(model, legit_x[:200])
+    table = ood.noise_reading_table(model, ref, dataset="mnist", n=200, seed=0)
+    assert list(table["set"]) == list(ood.NOISE_VARIANTS)
+    clipped = table.set_index("set")["% pixels clipped"]
+    assert 55 < clipped["N(0.5, 1), clipped (ODIN; our gaussian)"] < 70  # 2 * P(|Z| > 0.5) = 61.7%
+    assert clipped["N(0.5, 1), unclipped"] == clipped["N(0.5, 1), clipped (ODIN; our gaussian)"]
+    assert clipped["N(0.5, 0.1²), clipped"] < 0.01 and clipped["U[0, 1] (our uniform)"] == 0
+    assert (table["legit higher"] == ((table["difference"] > 0) & table["significant"])).all()
+    with pytest.raises(SoftlibError, match="n"):
+        ood.noise_reading_table(model, ref, dataset="mnist", n=1, seed=0)
+    with pytest.raises(SoftlibError, match="data set"):
+        ood.noise_reading_table(model, ref, dataset="svhn", n=10, seed=0)
+
+
 def test_black_patch_is_7x7_and_black():
     x = torch.full((50, 3, 32, 32), 0.8)
     out, pos = ood.add_black_patch(x, size=7, seed=0)

@@ -280,3 +280,29 @@ def table3():
         for met, v in mets.items()
     ]
     return pd.DataFrame(rows)
+
+
+def inconsistencies():
+    """Every place 000 disagrees with itself, one row each, for the chapter: columns where,
+    cell (model / dataset / group, detector, metric), printed, other (the value it should agree
+    with) and which (the likelier value, from the module docstring's reasoning).
+
+    Rows: :data:`KNOWN_DISCREPANCIES` (table 2 vs table 3), the other cells of
+    :data:`NOT_GROUP_MEANS` ("All" cell vs the mean of its group cells) and
+    :data:`TEXT_VS_TABLES` (section 4.5's "an average of 90.2%" vs table 3's 90.9).
+    """
+    import pandas as pd
+
+    rows = [{"where": "table 2 vs table 3", "cell": f"{m} / {d} / {g}, {DETECTOR_NAMES[det]}, {METRIC_NAMES[met]}",
+             "printed": a, "other": b, "likelier": "table 3 (the mean of its group cells)"}
+            for (m, d, g, det, met), (a, b) in KNOWN_DISCREPANCIES.items()]
+    rows += [{"where": f"{t}: All cell vs its group cells",
+              "cell": f"{m} / {d} / all, {DETECTOR_NAMES[det]}, {METRIC_NAMES[met]}",
+              "printed": a, "other": round(b, 2), "likelier": "undecided (also in the text)"}
+             for (t, m, d, det, met), (a, b) in NOT_GROUP_MEANS.items()
+             if (m, d, "all", det, met) not in KNOWN_DISCREPANCIES]
+    rows += [{"where": "section 4.5 text vs table 3",
+              "cell": f"{m} / {d} / {g}, {DETECTOR_NAMES[det]} on {feat}, {METRIC_NAMES[met]}",
+              "printed": a, "other": b, "likelier": "table 3 (the text's +9% gain fits it)"}
+             for (m, d, g, det, met, feat), (a, b) in TEXT_VS_TABLES.items()]
+    return pd.DataFrame(rows)
