@@ -20,7 +20,7 @@ help:
 	@echo "make fuzz [FUZZ_EXAMPLES=2000]         the property-based fuzz of the API and notebook parameters, many cases"
 	@echo "make notebook NB=03 [PROFILE=...]      execute one chapter into book/chapters/"
 	@echo "make verify-repro [NB=\"01 02 03\"]       run chapters twice (1 vs 2 threads), diff the verdicts"
-	@echo "make prebuild [PROFILE=...] [WORKERS=2] [SCHEDULER=tcp://host:8786] [SHARE=fs|bytes]"
+	@echo "make prebuild [PROFILE=...] [WORKERS=2] [SCHEDULER=tcp://host:8786] [SHARE=fs|bytes] [SERIAL=1]"
 	@echo "                                       build every model and set on Dask first (then make book only reads)"
 	@echo "make lab                               JupyterLab (the .py notebooks open as notebooks)"
 	@echo "make bench                             benchmarks against torchattacks / scipy / sklearn"
@@ -74,10 +74,12 @@ lab: env
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 # The book's cache entries as a Dask task graph (softlib.plan / softlib.prebuild): a LocalCluster of
-# WORKERS processes, or a running cluster with SCHEDULER=tcp://host:8786 (README: "Running on a cluster").
+# WORKERS processes, or a running cluster with SCHEDULER=tcp://host:8786 (README: "Running on a cluster");
+# SERIAL=1: no Dask, the tasks one after the other in one process (the baseline). Prints its wall time.
 prebuild: data
-	$(BIN)/python -m softlib.prebuild --profile $(PROFILE) --workers $(WORKERS) \
-		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(SHARE),--share $(SHARE)) $(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/python -m softlib.prebuild --profile $(PROFILE) --workers $(WORKERS) $(if $(SERIAL),--serial) \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(SHARE),--share $(SHARE)) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(REPORT),--report $(REPORT))
 
 bench: data
 	$(BIN)/python -m softlib.notebooks bench

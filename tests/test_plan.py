@@ -1,7 +1,7 @@
 """The plan of the book's cache entries (softlib.plan): structure, keys, CLI, validation.
 
 That every planned key is the key the code really uses is checked where the entries are
-built: tests/test_prebuild.py (a prebuild fails when a task's planned entry did not appear,
+built: tests/test_prebuild_book.py (a prebuild fails when a task's planned entry did not appear,
 and the notebooks run on a prebuilt cache must build nothing).
 """
 
@@ -80,6 +80,47 @@ def test_bad_arguments_are_named():
     with pytest.raises(SoftlibError, match="chapter"):
         P.build_plan("smoke", 1, ["07"])
     assert P.main(["--profile", "huge"]) == 2
+
+
+@pytest.mark.parametrize("argv, name", [(["--profile", "huge"], "--profile"), (["--seeds", "three"], "--seeds"),
+                                        (["--seeds", "0"], "--seeds"), (["--chapters", "07"], "chapter"),
+                                        (["--timings", "/nonexistent/log.jsonl"], "--timings"),
+                                        (["--no-such-option"], "unrecognized")])
+def test_cli_refuses_bad_input_with_a_named_error(argv, name, capsys):
+    assert P.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and name in err and "Traceback" not in err
+
+
+def test_seeds_of_chapter_05_follow_the_profile():
+    """The paper profile's chapter 05 trains `seeds` models per loss, all attacked on seed 0's test images."""
+    from softlib.paper import detection_vs_robustness as p003
+
+    prof = P.get_profile("paper")
+    plan = P.build_plan("paper", 1, ["05"])
+    resnets = [t for t in plan.tasks if t.kind == "model" and t.call["kw"].get("loss") in p003.LOSSES]
+    assert sorted({t.call["seed"] for t in resnets}) == list(range(prof.seeds))
+    assert {t.call["seed"] for t in plan.tasks if t.kind == "robustness"} == {0}
+
+
+def test_measured_h100_timings_replace_the_estimate(tmp_path):
+    import json
+
+    plan = P.build_plan("smoke", 2, ["02"])
+    cnn0, cnn1 = [t for t in plan.tasks if t.kind == "model"]
+    log = tmp_path / "prebuild-log.jsonl"
+    lines = [{"record": "task", "task": cnn0.id, "built": True, "wall_s": 100.0, "device": "NVIDIA H100 80GB HBM3"},
+             {"record": "task", "task": cnn0.id, "built": False, "wall_s": 0.1, "device": "NVIDIA H100 80GB HBM3"},
+             {"record": "task", "task": plan.tasks[-1].id, "built": True, "wall_s": 9.0, "device": "cpu"}]
+    log.write_text("\n".join(json.dumps(r) for r in lines) + "\nnot json\n")
+    measured = P.measured_seconds(plan, log)
+    # a cache hit and a CPU run are no H100 costs; seed 1's CNN costs what seed 0's did
+    assert measured == {P.cost_signature(cnn0): 100.0} and P.cost_signature(cnn1) == P.cost_signature(cnn0)
+    est, mixed = P.estimate_seconds(plan), P.estimate_seconds(plan, measured)
+    assert mixed["model"] == 200.0 and mixed["set"] == est["set"]
+    table = P.summary_table(plan, check_cache=False, measured=measured)
+    assert [line.split()[4] for line in table.splitlines() if line.startswith("model")] == ["2"]
+    assert P.measured_seconds(plan, tmp_path / "absent.jsonl") == {}
 
 
 def test_cli_prints_counts_cost_and_cache_status(capsys):
