@@ -312,9 +312,12 @@ def _needs_05(b: _Builder, seed: int) -> None:
     grid_steps = min(rob.DEFAULT_STEPS, int(p.attack_steps))
     for l1 in p.grid:
         for l2 in p.grid:
-            m = b.model("resnet", "mnist", seed, loss="ls_lsq", loss_params={"lambda1": float(l1), "lambda2": float(l2)},
-                        depth=p.resnet_depth, epochs=p.resnet_grid_epochs, train_size=p.grid_train_size)
-            b.robustness(m, dataset="mnist", n=p.n_test, loss="ls_lsq", attack="pgd", eps=0.1, steps=grid_steps,
+            # robustness.run_grid: the cell lambda1 = lambda2 = 0 is plain CE (003 eq. 3 reduces to eq. 1)
+            loss, params = ("ce", None) if l1 == 0 and l2 == 0 else \
+                ("ls_lsq", {"lambda1": float(l1), "lambda2": float(l2)})
+            m = b.model("resnet", "mnist", seed, loss=loss, loss_params=params, depth=p.resnet_depth,
+                        epochs=p.resnet_grid_epochs, train_size=p.grid_train_size)
+            b.robustness(m, dataset="mnist", n=p.n_test, loss=loss, attack="pgd", eps=0.1, steps=grid_steps,
                          seed=seed)  # eps: the notebook's grid_eps default
 
 

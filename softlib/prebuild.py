@@ -349,12 +349,15 @@ def run_serial(plan: Plan, *, progress: bool = True) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def local_client(workers: int, *, memory_limit: str = "auto") -> Iterator[Any]:
-    """A ``LocalCluster`` of ``workers`` single-threaded worker processes (torch threads: 1 each)."""
+def local_client(workers: int, *, memory_limit: str = "auto", processes: bool = True) -> Iterator[Any]:
+    """A ``LocalCluster`` of ``workers`` single-threaded worker processes (torch threads: 1 each).
+
+    ``processes=False``: worker threads in this process (tests: no start-up imports).
+    """
     from distributed import Client, LocalCluster
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the worker processes
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, memory_limit=memory_limit,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 
@@ -399,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     resources = {"GPU": 1} if args.gpu_resource else None
     if args.serial:
-        reports, how = run_serial(plan), "serial"
+        import torch
+
+        reports, how = run_serial(plan), f"serial, torch threads {torch.get_num_threads()}"
     elif args.scheduler:
         from distributed import Client
 
@@ -409,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with local_client(workers) as client:
             reports, how = run_dask(plan, client=client, share=args.share, retries=retries,
-                                    resources=resources), f"LocalCluster, {workers} worker{'s' * (workers > 1)}"
+                                    resources=resources), f"LocalCluster, {workers} worker{'s' * (workers > 1)} x 1 thread"
     wall = time.perf_counter() - t0
     built = Counter(r["kind"] for r in reports if r["built"])
     summary = {"profile": plan.profile, "seeds": list(plan.seeds), "how": how, "share": args.share,

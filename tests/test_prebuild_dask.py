@@ -115,8 +115,8 @@ def test_two_schedulers_on_one_shared_cache_build_once_thanks_to_the_file_lock(c
     marker = tmp_path / "paused.pid"
     client.run(B.set_env, B.PAUSE_ENV, str(marker))
     try:
-        with B.local_client(1, memory_limit="2GiB") as second:
-            second.run(B.warm_up)
+        # its own scheduler and worker (a thread of this process: this one has torch imported already)
+        with B.local_client(1, memory_limit="2GiB", processes=False) as second:
             fa = B.submit(client, plan, share="fs")[tid]
             _wait_for("the first cluster's training hold the lock", marker.exists, fa)
             fb = B.submit(second, plan, share="fs")[tid]  # the same entry, while the first holds its lock
