@@ -75,10 +75,12 @@ lab: env
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 # The book's cache entries as a Dask task graph (softlib.tooling.plan / softlib.tooling.prebuild): a LocalCluster of
-# WORKERS processes, or a running cluster with SCHEDULER=tcp://host:8786 (README: "Running on a cluster").
+# WORKERS processes, or a running cluster with SCHEDULER=tcp://host:8786 (README: "Running on a cluster");
+# SERIAL=1: no Dask, the tasks one after the other in one process (the baseline). Prints its wall time.
 prebuild: data
-	$(BIN)/python -m softlib.tooling.prebuild --profile $(PROFILE) --workers $(WORKERS) \
-		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(SHARE),--share $(SHARE)) $(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/python -m softlib.tooling.prebuild --profile $(PROFILE) --workers $(WORKERS) $(if $(SERIAL),--serial) \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(if $(SHARE),--share $(SHARE)) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(REPORT),--report $(REPORT))
 
 bench: data
 	$(BIN)/python -m softlib.tooling.notebooks bench

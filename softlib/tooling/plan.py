@@ -11,7 +11,7 @@ Dask.
 What each chapter needs is written out in the ``_needs_NN`` functions below, one per chapter,
 mirroring the notebook's own ``get_model`` / ``get_set`` / ... calls with its default
 parameters. When a notebook changes what it asks for, change its function here:
-``tests/test_prebuild.py`` executes the notebooks on a prebuilt cache and fails when a notebook
+``tests/pending_prebuild_book.py`` (to be renamed test_prebuild_book.py) executes the notebooks on a prebuilt cache and fails when a notebook
 builds anything the plan did not, and every prebuilt entry is checked to land under the
 planned key (so a key that drifted from :mod:`softlib.sets` or :mod:`softlib.zoo` is caught).
 
@@ -35,6 +35,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from softlib.cache import Entry, spec_key
@@ -164,6 +165,8 @@ class _Builder:
                 raise SoftlibError(f"set {name!r} needs a model")
             spec["model"] = model_task.key
             deps = (model_task.id,)
+        if family == "errors":  # get_set's default errors_rule, the one every notebook uses
+            spec.update(errors_rule="strict", errors_code=sets.ERRORS_CODE_VERSION)
         if family == "adversarial":
             spec["attack"] = sets.attack_settings(name, dataset=dataset, profile=self.prof)
             cost = self._attack_cost(model_task, n, spec["attack"]["steps"] * _ATTACK_GRADS.get(name, 1))
@@ -231,6 +234,10 @@ def _natural_image_set(dataset: str) -> str:
     return "cifar10" if available("cifar10") else "natural"
 
 
+#: the chapters whose notebooks also run as seed replicates (softlib.tooling.notebooks.SEED_REPLICATED)
+SEED_POOLED = ("02", "03")
+
+
 def _needs_02(b: _Builder, seed: int) -> None:
     """notebooks/02: the CNN on MNIST and its figure sets; in the paper profile the other models too."""
     from softlib.data import available
@@ -240,7 +247,7 @@ def _needs_02(b: _Builder, seed: int) -> None:
     m = b.model("cnn", "mnist", seed)
     for s in ["mnist", "gaussian", "uniform", _natural_image_set("mnist"), "fashion_mnist", *attacks, "errors"]:
         b.set(s, m, n=p.n_figure, part="test", dataset="mnist", seed=seed)
-    if p.name == "paper":  # "Other models (paper profile)": the WRN, and CIFAR-10 when it is on disk
+    if p.name == "paper" and seed == 0:  # "Other models": the WRN, and CIFAR-10 when on disk (not in replicates)
         for d in ("mnist", "cifar10"):
             for a in ("cnn", "wrn"):
                 if (a, d) == ("cnn", "mnist") or (d == "cifar10" and not available("cifar10")):
@@ -293,21 +300,28 @@ def _needs_05(b: _Builder, seed: int) -> None:
     eps_curve = sorted({round(e * scale, 6) for e in p.eps_curve} | {0.0, eps_table})
     steps = min(p003.ATTACK_SETTINGS["pgd"]["steps"], p.attack_steps)
     params = {"ce": None, "rce": None, "ovm": {"lambda_": p003.OVM_LAMBDA}}
-    for loss in p003.LOSSES:
-        m = b.model("resnet", d, seed, loss=loss, loss_params=params[loss], depth=p.resnet_depth, epochs=p.resnet_epochs)
-        for attack in p003.ATTACKS:
-            for eps in eps_curve:
-                if eps > 0:
-                    b.robustness(m, dataset=d, n=p.n_test, loss=loss, attack=attack, eps=float(eps), steps=steps,
-                                 seed=seed)
+    # "Training seeds": the profile's `seeds` models per loss (seed .. seed + seeds - 1), each attacked
+    # on the same test images with the same attack seed as the first (the notebook's `seed`)
+    for s_ in range(seed, seed + int(p.seeds)):
+        for loss in p003.LOSSES:
+            m = b.model("resnet", d, s_, loss=loss, loss_params=params[loss], depth=p.resnet_depth,
+                        epochs=p.resnet_epochs)
+            for attack in p003.ATTACKS:
+                for eps in eps_curve:
+                    if eps > 0:
+                        b.robustness(m, dataset=d, n=p.n_test, loss=loss, attack=attack, eps=float(eps), steps=steps,
+                                     seed=seed)
     b.model("resnet", d, seed, loss="ls_lsq", loss_params={"lambda1": 1.0, "lambda2": 0.0}, depth=p.resnet_depth,
             epochs=p.resnet_epochs)
     grid_steps = min(outcomes.DEFAULT_STEPS, int(p.attack_steps))
     for l1 in p.grid:
         for l2 in p.grid:
-            m = b.model("resnet", "mnist", seed, loss="ls_lsq", loss_params={"lambda1": float(l1), "lambda2": float(l2)},
-                        depth=p.resnet_depth, epochs=p.resnet_grid_epochs, train_size=p.grid_train_size)
-            b.robustness(m, dataset="mnist", n=p.n_test, loss="ls_lsq", attack="pgd", eps=0.1, steps=grid_steps,
+            # robustness.run_grid: the cell lambda1 = lambda2 = 0 is plain CE (003 eq. 3 reduces to eq. 1)
+            loss, params = ("ce", None) if l1 == 0 and l2 == 0 else \
+                ("ls_lsq", {"lambda1": float(l1), "lambda2": float(l2)})
+            m = b.model("resnet", "mnist", seed, loss=loss, loss_params=params, depth=p.resnet_depth,
+                        epochs=p.resnet_grid_epochs, train_size=p.grid_train_size)
+            b.robustness(m, dataset="mnist", n=p.n_test, loss=loss, attack="pgd", eps=0.1, steps=grid_steps,
                          seed=seed)  # eps: the notebook's grid_eps default
 
 
@@ -325,7 +339,8 @@ def build_plan(profile: str, seeds: int = 1, chapters: tuple[str, ...] | list[st
     b = _Builder(get_profile(profile))
     for c in chapters:
         b.chapter = c
-        for seed in range(seeds):
+        # chapters 02-03 pool cnn_seeds trained CNNs into their verdicts (the runner's seed replicates)
+        for seed in range(max(seeds, b.prof.cnn_seeds) if c in SEED_POOLED else seeds):
             NEEDS[c](b, seed)
     order = {k: i for i, k in enumerate(KINDS)}  # models, then sets / attacks, then transfer: deps first
     tasks = sorted(b.tasks.values(), key=lambda t: order[t.kind])
@@ -377,27 +392,67 @@ def _model_cost(spec: dict[str, Any], prof: Profile) -> float:
     return steps * step_s
 
 
-def estimate_seconds(plan: Plan) -> dict[str, float]:
-    """Estimated H100 seconds per kind (sum of :attr:`Task.cost_s`; transfer included).
+def estimate_seconds(plan: Plan, measured: dict[str, float] | None = None) -> dict[str, float]:
+    """Seconds on one H100 per kind: a measured time where ``measured`` has the task, else :attr:`Task.cost_s`.
 
-    Cost model (an estimate; no H100 benchmark exists in this repository): FLOPs per image from
-    torch's flop counter on each real architecture; training = 3 forward-equivalents per image
-    per epoch; an attack = one forward-backward per image per step (MaxConfidence x 9 target
-    classes, DeepFool x 10 class gradients); transferability = per step a forward-backward on
-    the source and a forward on each observer; all at :data:`H100_FLOPS` sustained, and never
-    less than :data:`STEP_FLOOR_S` per batch step (small nets are launch-bound).
+    ``measured`` maps :func:`cost_signature` to seconds (:func:`measured_seconds`). Cost model
+    where nothing is measured (an estimate; this repository has no H100 benchmark of these
+    tasks yet): FLOPs per image from torch's flop counter on each real architecture;
+    training = 3 forward-equivalents per image per epoch; an attack = one forward-backward per
+    image per step (MaxConfidence x 9 target classes, DeepFool x 10 class gradients);
+    transferability = per step a forward-backward on the source and a forward on each
+    observer; all at :data:`H100_FLOPS` sustained, and never less than :data:`STEP_FLOOR_S`
+    per batch step (small nets are launch-bound).
     """
+    measured = measured or {}
     out: dict[str, float] = Counter()
     for t in plan.tasks:
-        out[t.kind] += t.cost_s or 0.0
+        out[t.kind] += measured.get(cost_signature(t), t.cost_s or 0.0)
     return dict(out)
+
+
+def cost_signature(task: Task) -> str:
+    """What determines a task's cost: its kind and call with every seed left out (seed 1 costs what seed 0 did)."""
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k != "seed"}
+        return v
+
+    return task.kind + ":" + json.dumps(strip(task.call), sort_keys=True, default=str)
+
+
+#: Device names whose timings count as measured H100 costs.
+MEASURED_DEVICE = "H100"
+
+
+def measured_seconds(plan: Plan, log: Path) -> dict[str, float]:
+    """Median wall time per :func:`cost_signature` of the plan's tasks that a prebuild ran on an H100.
+
+    ``log`` is a prebuild log (:data:`softlib.tooling.prebuild.LOG_NAME`: one JSON line per task with its
+    wall time and device); a missing log gives ``{}``. Lines it cannot read are skipped.
+    """
+    if not log.is_file():
+        return {}
+    sig = {t.id: cost_signature(t) for t in plan.tasks}
+    times: dict[str, list[float]] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            r = json.loads(line)
+            if r.get("record") != "task" or MEASURED_DEVICE not in str(r.get("device", "")) or r["task"] not in sig \
+                    or not r.get("built"):
+                continue
+            times.setdefault(sig[r["task"]], []).append(float(r["wall_s"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
 # ------------------------------------------------------------------ CLI
 
 
-def summary_table(plan: Plan, *, check_cache: bool = True) -> str:
-    """Counts per kind and chapter, estimated H100 hours, cached / missing / unknown."""
+def summary_table(plan: Plan, *, check_cache: bool = True, measured: dict[str, float] | None = None) -> str:
+    """Counts per kind and chapter, H100 hours (measured where ``measured`` has the task), cached / missing / unknown."""
+    measured = measured or {}
     rows = []
     for kind in KINDS:
         ts = [t for t in plan.tasks if t.kind == kind]
@@ -406,47 +461,76 @@ def summary_table(plan: Plan, *, check_cache: bool = True) -> str:
         per_ch = Counter(c for t in ts for c in t.chapters)
         status = Counter({True: "cached", False: "missing", None: "unknown"}[t.is_cached()] for t in ts) \
             if check_cache else Counter()
-        hours = sum(t.cost_s or 0.0 for t in ts) / 3600
-        rows.append((kind, len(ts), " ".join(f"{c}:{per_ch[c]}" for c in sorted(per_ch)), hours,
+        hours = sum(measured.get(cost_signature(t), t.cost_s or 0.0) for t in ts) / 3600
+        n_measured = sum(cost_signature(t) in measured for t in ts)
+        rows.append((kind, len(ts), " ".join(f"{c}:{per_ch[c]}" for c in sorted(per_ch)), hours, n_measured,
                      status.get("cached", 0), status.get("missing", 0), status.get("unknown", 0)))
-    head = f"{'kind':<11}{'tasks':>6}  {'per chapter (shared entries counted in each)':<46}{'H100 h (est.)':>14}" \
-           f"{'cached':>8}{'missing':>9}{'unknown':>9}"
+    head = f"{'kind':<11}{'tasks':>6}  {'per chapter (shared entries counted in each)':<46}{'H100 h':>9}" \
+           f"{'measured':>9}{'cached':>8}{'missing':>9}{'unknown':>9}"
     lines = [head, "-" * len(head)]
-    for kind, n, ch, h, c, m, u in rows:
-        lines.append(f"{kind:<11}{n:>6}  {ch:<46}{h:>14.2f}{c:>8}{m:>9}{u:>9}")
-    total_h = sum(r[3] for r in rows)
+    for kind, n, ch, h, nm, c, m, u in rows:
+        lines.append(f"{kind:<11}{n:>6}  {ch:<46}{h:>9.2f}{nm:>9}{c:>8}{m:>9}{u:>9}")
     lines.append("-" * len(head))
-    lines.append(f"{'total':<11}{len(plan.tasks):>6}  {'':<46}{total_h:>14.2f}"
-                 f"{sum(r[4] for r in rows):>8}{sum(r[5] for r in rows):>9}{sum(r[6] for r in rows):>9}")
+    lines.append(f"{'total':<11}{len(plan.tasks):>6}  {'':<46}{sum(r[3] for r in rows):>9.2f}"
+                 + "".join(f"{sum(r[i] for r in rows):>{w}}" for i, w in ((4, 9), (5, 8), (6, 9), (7, 9))))
     return "\n".join(lines)
 
 
+class CliParser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`SoftlibError` (named option, bad value), not a bare exit."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SoftlibError(f"{self.prog}: {message}")
+
+
+def cli_int(option: str, text: str, *, low: int, high: int) -> int:
+    """An integer command-line option, or a SoftlibError naming it, the value and the range."""
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise SoftlibError(f"{option} must be an integer in [{low}, {high}], got {text!r}") from None
+    return check_int(option, value, low=low, high=high)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m softlib.tooling.plan", description=__doc__.split("\n\n")[0])
+    from softlib.cache import cache_root
+
+    ap = CliParser(prog="python -m softlib.tooling.plan", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="quick", help=f"one of {sorted(PROFILES)}")
-    ap.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    ap.add_argument("--seeds", default="1", help="seeds 0..N-1 (default 1)")
     ap.add_argument("--chapters", nargs="*", default=None, help=f"subset of {list(CHAPTERS)}")
+    ap.add_argument("--timings", default=None,
+                    help="a prebuild log with H100 timings (default: the cache's prebuild-log.jsonl)")
     ap.add_argument("--tasks", action="store_true", help="also list every task (id, deps, label)")
     ap.add_argument("--json", action="store_true", help="print the plan as JSON instead")
-    args = ap.parse_args(argv)
     try:
-        plan = build_plan(args.profile, args.seeds, args.chapters)
+        args = ap.parse_args(argv)
+        check_choice("--profile", args.profile, PROFILES)
+        seeds = cli_int("--seeds", args.seeds, low=1, high=100)
+        log = Path(args.timings).expanduser() if args.timings else cache_root() / "prebuild-log.jsonl"
+        if args.timings and not log.is_file():
+            raise SoftlibError(f"--timings {args.timings!r}: no such file (a prebuild-log.jsonl of a prebuild run)")
+        plan = build_plan(args.profile, seeds, args.chapters)
+        measured = measured_seconds(plan, log)
     except SoftlibError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({"profile": plan.profile, "seeds": list(plan.seeds),
-                          "tasks": [{**t.as_dict(), "cached": t.is_cached()} for t in plan.tasks]}, indent=1,
-                         default=str))
+                          "tasks": [{**t.as_dict(), "cached": t.is_cached(),
+                                     "measured_s": measured.get(cost_signature(t))} for t in plan.tasks]},
+                         indent=1, default=str))
         return 0
-    from softlib.cache import cache_root
-
+    n_measured = sum(cost_signature(t) in measured for t in plan.tasks)
     print(f"Plan for profile {plan.profile!r}, seeds {list(plan.seeds)}; cache {cache_root()}")
-    print(summary_table(plan))
-    print(f"\nH100 hours: an estimate from FLOP counts at {H100_FLOPS / 1e12:.0f} TFLOP/s sustained and at least "
-          f"{STEP_FLOOR_S * 1e3:.1f} ms per batch step (see softlib.tooling.plan.estimate_seconds); not measured.\n"
-          "unknown: the key hashes results of its dependencies (chapter 04 selects images all three models "
-          "classify correctly), so it is known only once they are built.")
+    print(summary_table(plan, measured=measured))
+    print(f"\nH100 h: hours on one H100 GPU. Per-task costs: {n_measured} of {len(plan.tasks)} tasks measured on an "
+          f"H100 (wall time of a prebuild task on a device named *{MEASURED_DEVICE}*, from {log}"
+          f"{'' if log.is_file() else ': none yet'}); the others are estimates, not measurements: FLOP counts "
+          f"at {H100_FLOPS / 1e12:.0f} TFLOP/s sustained and at least {STEP_FLOOR_S * 1e3:.1f} ms per batch step "
+          "(softlib.tooling.plan.estimate_seconds). No H100 benchmark of these tasks is in this repository yet.\n"
+          "cached / missing: the entry is / is not in the cache. unknown: the key hashes results of its dependencies "
+          "(chapter 04 selects images all three models classify correctly), so it is known only once they are built.")
     if args.tasks:
         for t in plan.tasks:
             print(f"{t.id:<32} {t.kind:<10} deps={len(t.deps)} {','.join(t.chapters):<9} {t.label}")

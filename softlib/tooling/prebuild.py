@@ -24,7 +24,6 @@ same graph to one scheduler share the tasks, and the file lock covers two schedu
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -39,8 +38,9 @@ from typing import Any
 
 from softlib import cache
 from softlib.cache import Entry, atomic_write, atomic_write_json, cache_root, entry_lock, sha256_file
-from softlib.tooling.plan import KINDS, Plan, Task, build_plan
-from softlib.validate import SoftlibError, check_choice, check_int
+from softlib.profiles import PROFILES
+from softlib.tooling.plan import CHAPTERS, KINDS, CliParser, Plan, Task, build_plan, cli_int
+from softlib.validate import SoftlibError, check_choice
 
 SHARES = ("fs", "bytes")
 #: Env var, tests only: the path of a marker file. A model task's training writes its pid there
@@ -53,8 +53,11 @@ LOG_NAME = "prebuild-log.jsonl"
 # ------------------------------------------------------------------ executing one task (on a worker)
 
 
-def execute(task: Task, profile: str) -> None:
-    """Build ``task``'s entry with the same calls the notebooks make (cache hits are no-ops)."""
+def execute(task: Task, profile: str) -> str | None:
+    """Build ``task``'s entry with the same calls the notebooks make (cache hits are no-ops).
+
+    Returns the entry's cache key when the plan could not know it (transfer), else None.
+    """
     from softlib import sets, zoo
     from softlib.chapters.ch04 import runner, settings
     from softlib.chapters.ch05 import lambda_grid, outcomes
@@ -78,10 +81,12 @@ def execute(task: Task, profile: str) -> None:
                                 steps=c["steps"], seed=c["seed"], batch_size=get_profile(profile).eval_batch)
     elif task.kind == "transfer":
         st = settings.load_setting(c["setting"], profile, seed=c["seed"], n=c["n"], progress=False)
-        runner.transfer_experiment(st, iters=c["iters"], seed=c["seed"], pixel_units=c["pixel_units"],
-                                     eval_every=c["eval_every"], progress=False)
+        _, meta = runner.transfer_experiment(st, iters=c["iters"], seed=c["seed"], pixel_units=c["pixel_units"],
+                                               eval_every=c["eval_every"], progress=False)
+        return str(meta["key"])
     else:  # pragma: no cover - plan.KINDS is closed
         raise SoftlibError(f"unknown task kind {task.kind!r}")
+    return None
 
 
 @contextlib.contextmanager
@@ -100,6 +105,21 @@ def _record_publications() -> Iterator[list[dict[str, Any]]]:
         yield published
     finally:
         cache.Entry.publish = original  # type: ignore[method-assign]
+
+
+def warm_up() -> None:
+    """Import what tasks use (torch, its deterministic-mode machinery, softlib's builders) in this process.
+
+    ``client.run(warm_up)``: a cold worker spends seconds on imports in its first task (tests
+    warm their workers so that what they time and wait for is the task itself).
+    """
+    import torch
+
+    from softlib import sets, zoo  # noqa: F401
+    from softlib.chapters.ch04 import runner, settings  # noqa: F401
+    from softlib.chapters.ch05 import lambda_grid, outcomes  # noqa: F401
+
+    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())  # imports torch._inductor
 
 
 def set_env(name: str, value: str | None) -> None:
@@ -123,9 +143,18 @@ def _env(name: str, value: str) -> Iterator[None]:
             os.environ[name] = old
 
 
+def release_path(marker: Path) -> Path:
+    """The file a test creates to let a training paused by :data:`PAUSE_ENV` go on (``<marker>.release``)."""
+    return marker.with_name(marker.name + ".release")
+
+
 @contextlib.contextmanager
 def _pause_hook() -> Iterator[None]:
-    """Tests: block after the first optimizer step when :data:`PAUSE_ENV` names a marker not yet written."""
+    """Tests: pause after the first optimizer step when :data:`PAUSE_ENV` names a marker not yet written.
+
+    The paused process has written its pid to the marker and holds the entry's file lock; it
+    waits until it is killed or :func:`release_path` appears (then it trains on), at most 2 minutes.
+    """
     marker = os.environ.get(PAUSE_ENV)
     if not marker:
         yield
@@ -140,9 +169,11 @@ def _pause_hook() -> Iterator[None]:
         if marker_path.exists():
             return
         atomic_write(marker_path, lambda tmp: tmp.write_text(str(os.getpid())))
-        for _ in range(1200):  # the test kills this process; give up after 2 minutes if it does not
+        for _ in range(1200):  # a hang guard: the test kills or releases this process long before
+            if release_path(marker_path).exists():
+                return
             time.sleep(0.1)
-        raise SoftlibError(f"{PAUSE_ENV}: paused training was not killed within 2 minutes")
+        raise SoftlibError(f"{PAUSE_ENV}: paused training was neither killed nor released within 2 minutes")
 
     handle = register_optimizer_step_post_hook(hook)
     try:
@@ -189,32 +220,60 @@ def _install(files: dict[str, Any], root: Path) -> bool:
     return True
 
 
+def _private_root() -> str:
+    """Bytes share: this worker's own cache folder (the Dask worker's local directory, removed with it)."""
+    try:
+        from distributed import get_worker
+
+        base = get_worker().local_directory
+    except (ImportError, ValueError):  # not on a Dask worker (a test calling run_task directly)
+        base = tempfile.gettempdir()
+    return os.path.join(base, f"softlib-prebuild-{os.getpid()}")
+
+
 def run_task(task: Task, profile: str, share: str, root: str, *deps: dict[str, Any]) -> dict[str, Any]:
     """The Dask task: build ``task`` into the cache at ``root`` (fs) or a private one (bytes); a small report.
 
     ``deps`` are the reports of the tasks it depends on (bytes share: they carry their entries).
+    The report's ``published`` lists every entry this run wrote, its intermediate ones too
+    (an attack's resumable ``set-chunks``); ``entries`` (bytes share) carries only the task's own
+    entry, the one its dependants and the notebooks read.
     """
     t0 = time.perf_counter()
     if share == "bytes":  # a private cache per worker process: nothing shared but what travels with results
-        root = os.path.join(tempfile.gettempdir(), f"softlib-prebuild-{socket.gethostname()}-{os.getpid()}")
+        root = _private_root()
         for d in deps:
             for files in d.get("entries", []):
                 _install(files, Path(root))
     with _env("SOFTLIB_CACHE", root), _record_publications() as published, _pause_hook():
-        execute(task, profile)
-        entry = task.entry()
-        if entry is not None and entry.read_valid() is None:
-            raise SoftlibError(f"task {task.id} ({task.label}) ran but its planned entry {task.folder}/{task.key} "
+        key = execute(task, profile) or task.key
+        entry = None if key is None else Entry(task.folder, key, KINDS[task.kind][1])
+        if entry is None or entry.read_valid() is None:
+            raise SoftlibError(f"task {task.id} ({task.label}) ran but its planned entry {task.folder}/{key} "
                                "is not in the cache: softlib.tooling.plan and the code that builds it disagree on the key")
-        report = {"id": task.id, "kind": task.kind, "built": bool(published), "published": published,
-                  "pid": os.getpid(), "host": socket.gethostname(), "wall_s": time.perf_counter() - t0}
+        report = {"id": task.id, "kind": task.kind, "key": key, "built": any(p["key"] == key for p in published),
+                  "published": published, "pid": os.getpid(), "host": socket.gethostname(),
+                  "wall_s": time.perf_counter() - t0, "device": _device()}
         if share == "fs":
-            _log(Path(root), [{**p, "pid": os.getpid(), "host": report["host"], "task": task.id} for p in published])
-        else:  # everything it built or read: its own entries (and its deps' are already in the client's cache)
-            mine = published or ([{"folder": task.folder, "key": task.key, "payload": entry.payload.name}]
-                                 if entry is not None else [])
-            report["entries"] = [_entry_files(p["folder"], p["key"], p["payload"]) for p in mine]
+            _log(Path(root), [{**p, "pid": os.getpid(), "host": report["host"], "task": task.id} for p in published]
+                 + [_task_record(report)])
+        else:  # its own entry, built or found in the private cache: the client may not have it
+            report["entries"] = [_entry_files(task.folder, key, entry.payload.name)]
     return report
+
+
+def _task_record(report: dict[str, Any]) -> dict[str, Any]:
+    """The log line of one finished task: its wall time and device (``softlib.tooling.plan`` reads H100 ones as costs)."""
+    return {"record": "task", "task": report["id"], "kind": report["kind"], "built": report["built"],
+            "wall_s": round(report["wall_s"], 3), "device": report["device"], "host": report["host"],
+            "pid": report["pid"]}
+
+
+def _device() -> str:
+    """The accelerator a task ran on (``cpu`` or the CUDA device's name): the plan's measured costs need it."""
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
 # ------------------------------------------------------------------ the client side
@@ -267,8 +326,8 @@ def run_dask(plan: Plan, *, client: Any, share: str = "fs", retries: int = 2,
         if share == "bytes":
             written = [_install(files, root) for files in rep.pop("entries", [])]
             rep["published_by_client"] = sum(written)
-            _log(root, [{"task": rep["id"], "by": "client", "pid": os.getpid(), "host": socket.gethostname()}]
-                 if any(written) else [])
+            _log(root, ([{"task": rep["id"], "by": "client", "pid": os.getpid(), "host": socket.gethostname()}]
+                        if any(written) else []) + [_task_record(rep)])
         reports.append(rep)
         done += 1
         if progress:
@@ -293,40 +352,49 @@ def run_serial(plan: Plan, *, progress: bool = True) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def local_client(workers: int, *, memory_limit: str = "auto") -> Iterator[Any]:
-    """A ``LocalCluster`` of ``workers`` single-threaded worker processes (torch threads: 1 each)."""
+def local_client(workers: int, *, memory_limit: str = "auto", processes: bool = True) -> Iterator[Any]:
+    """A ``LocalCluster`` of ``workers`` single-threaded worker processes (torch threads: 1 each).
+
+    ``processes=False``: worker threads in this process (tests: no start-up imports).
+    """
     from distributed import Client, LocalCluster
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the worker processes
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=processes, memory_limit=memory_limit,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         yield client
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m softlib.tooling.prebuild", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--profile", default="quick")
-    ap.add_argument("--seeds", type=int, default=1)
-    ap.add_argument("--chapters", nargs="*", default=None)
+    ap = CliParser(prog="python -m softlib.tooling.prebuild", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--profile", default="quick", help=f"one of {sorted(PROFILES)}")
+    ap.add_argument("--seeds", default="1", help="seeds 0..N-1 (default 1)")
+    ap.add_argument("--chapters", nargs="*", default=None, help=f"subset of {list(CHAPTERS)}")
     ap.add_argument("--kinds", nargs="*", default=None, help=f"only these kinds (and their deps): {list(KINDS)}")
-    ap.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (ignored with --scheduler)")
+    ap.add_argument("--workers", default="2", help="LocalCluster worker processes (ignored with --scheduler)")
     ap.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://head:8786")
     ap.add_argument("--share", default="fs", help=f"how results reach the client's cache: {list(SHARES)}")
-    ap.add_argument("--retries", type=int, default=2, help="reruns of a task that raised (Dask retries)")
+    ap.add_argument("--retries", default="2", help="reruns of a task that raised (Dask retries)")
     ap.add_argument("--gpu-resource", action="store_true",
                     help="ask for resource GPU=1 per model / attack task (start workers with --resources GPU=1)")
     ap.add_argument("--serial", action="store_true", help="no Dask: run the tasks one by one in this process")
     ap.add_argument("--report", default=None, help="write a JSON summary (wall time, tasks built) to this file")
-    args = ap.parse_args(argv)
     try:
-        check_choice("share", args.share, SHARES)
-        check_int("workers", args.workers, low=1, high=1024)
-        check_int("retries", args.retries, low=0, high=100)
+        args = ap.parse_args(argv)
+        check_choice("--share", args.share, SHARES)
+        check_choice("--profile", args.profile, PROFILES)
+        seeds = cli_int("--seeds", args.seeds, low=1, high=100)
+        workers = cli_int("--workers", args.workers, low=1, high=1024)
+        retries = cli_int("--retries", args.retries, low=0, high=100)
         for k in args.kinds or []:
-            check_choice("kind", k, KINDS)
-        if args.scheduler is not None and not (isinstance(args.scheduler, str) and "://" in args.scheduler):
+            check_choice("--kinds", k, KINDS)
+        if args.scheduler is not None and "://" not in args.scheduler:
             raise SoftlibError(f"--scheduler must be an address like tcp://host:8786, got {args.scheduler!r}")
-        plan = build_plan(args.profile, args.seeds, args.chapters)
+        if args.serial and args.scheduler:
+            raise SoftlibError(f"--serial runs in this process: it cannot also use --scheduler {args.scheduler!r}")
+        if args.report and not Path(args.report).expanduser().absolute().parent.is_dir():
+            raise SoftlibError(f"--report {args.report!r}: its folder does not exist")
+        plan = build_plan(args.profile, seeds, args.chapters)
         if args.kinds:
             plan = plan.select(kinds=tuple(args.kinds))
     except SoftlibError as exc:
@@ -337,22 +405,25 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     resources = {"GPU": 1} if args.gpu_resource else None
     if args.serial:
-        reports, how = run_serial(plan), "serial"
+        import torch
+
+        reports, how = run_serial(plan), f"serial, torch threads {torch.get_num_threads()}"
     elif args.scheduler:
         from distributed import Client
 
         with Client(args.scheduler) as client:
-            reports, how = run_dask(plan, client=client, share=args.share, retries=args.retries,
+            reports, how = run_dask(plan, client=client, share=args.share, retries=retries,
                                     resources=resources), f"scheduler {args.scheduler}"
     else:
-        with local_client(args.workers) as client:
-            reports, how = run_dask(plan, client=client, share=args.share, retries=args.retries,
-                                    resources=resources), f"LocalCluster, {args.workers} workers"
+        with local_client(workers) as client:
+            reports, how = run_dask(plan, client=client, share=args.share, retries=retries,
+                                    resources=resources), f"LocalCluster, {workers} worker{'s' * (workers > 1)} x 1 thread"
     wall = time.perf_counter() - t0
     built = Counter(r["kind"] for r in reports if r["built"])
     summary = {"profile": plan.profile, "seeds": list(plan.seeds), "how": how, "share": args.share,
                "tasks": len(plan.tasks), "ran": len(reports), "built": dict(built), "wall_s": wall}
-    print(f"prebuild done in {wall:.1f} s ({how}): built {dict(built)}, {len(reports)} tasks ran", flush=True)
+    print(f"prebuild done: wall time {wall:.1f} s ({how}, share {args.share if not args.serial else '-'}): "
+          f"built {dict(built)}, {len(reports)} of {len(plan.tasks)} tasks ran (the others were cached)", flush=True)
     if args.report:
         atomic_write_json(Path(args.report), summary)
     return 0
