@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from softlib import plan as P
-from softlib import prebuild as B
+from softlib.tooling import plan as P
+from softlib.tooling import prebuild as B
 from softlib.cache import cache_root
 
 distributed = pytest.importorskip("distributed")
