@@ -447,6 +447,8 @@ replicates, seeds_note = seed_replicates("02_logit_distributions", prof.name, re
 claim_table = claims.evaluate(claims02.CLAIMS, results02, replicates)
 display(claims.display_table(claim_table).style.hide(axis="index"))
 display(Markdown(seeds_note + " " + claims.recorded_note("02_logit_distributions")))
+
+# %% tags=["remove-cell"]
 counts = claim_table["verdict"].value_counts()
 glue("n_claims_02", len(claim_table), display=False)
 glue("n_held_02", int(counts.get("held", 0)), display=False)

@@ -461,6 +461,8 @@ replicates, seeds_note = seed_replicates("03_detectors", prof.name, replicate_ke
 claim_table = claims.evaluate(claims03.CLAIMS, results03, replicates)
 display(claims.display_table(claim_table).style.hide(axis="index"))
 display(Markdown(seeds_note + " " + claims.recorded_note("03_detectors")))
+
+# %% tags=["remove-cell"]
 verdict_counts = claim_table["verdict"].value_counts()
 glue("n_claims_03", len(claim_table), display=False)
 glue("n_held_03", int(verdict_counts.get("held", 0)), display=False)

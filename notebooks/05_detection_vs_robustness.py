@@ -167,6 +167,8 @@ acc_table = pd.DataFrame([{"loss": p003.LOSS_NAMES[k], "ours": 100 * e.value, "l
                           for k, e in acc_est.items()])
 display(acc_table.style.format({"paper": "{:.2f}", "ours": "{:.2f}", "low": "{:.2f}", "high": "{:.2f}",
                                 "diff": "{:+.2f}"}).hide(axis="index"))
+
+# %% tags=["remove-cell"]
 excluded = c5.excluded(results)
 glue("ch05_n_acc", f"{len(x_all):,}", display=False)
 glue("ch05_acc_comparable", Markdown("**Not comparable in level: different data set and training budget.**"
