@@ -41,8 +41,12 @@ def _entries(cache_dir: Path) -> list[str]:
 # The child pauses at a known point (after its first epoch, inside the training loop, holding
 # the entry lock) by a test-only patch in its own process: it touches a marker file and sleeps.
 # The parent signals it only once the marker exists, so the outcome never depends on timing.
+# A process started in the background (CI under `nohup ... &`, a non-interactive shell's `&`)
+# inherits SIGINT as *ignored*, and Python then installs no KeyboardInterrupt handler: the child
+# restores the default a terminal user's Ctrl-C meets, so the test does not depend on how it was launched.
 PAUSE = (
-    "import pathlib, sys, time; import softlib.train as T\n"
+    "import pathlib, signal, sys, time; import softlib.train as T\n"
+    "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
     "_orig, _calls = T.augment_batch, [0]\n"
     "def _paused(x, kind, g):\n"
     "    _calls[0] += 1\n"
