@@ -429,8 +429,8 @@ else:
 # **Training seeds.** An interval over test examples says nothing about the network itself: the
 # same recipe trained again (another seed, another machine, another number of BLAS threads) gives
 # a slightly different network, and a verdict that rests on a difference smaller than that would
-# flip. So the book trains the network with `cnn_seeds` seeds (3 in the quick and paper profiles):
-# the runner executes this chapter for seeds 1 and 2 first, and every interval a verdict uses is
+# flip. So the book trains the network with `cnn_seeds` seeds (5 in the quick profile, 3 in the paper
+# profile): the runner executes this chapter for seeds 1 to `cnn_seeds` - 1 first, and every interval a verdict uses is
 # pooled over the seeds (the mean, widened by the seeds' spread: `softlib.claims.pool_estimates`).
 
 # %%
