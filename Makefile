@@ -16,6 +16,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
 	@echo "          [SEEDS=1]                    training seeds behind chapters 02-03 (default: the profile's cnn_seeds)"
+	@echo "          [FRESH_SEEDS=1]              train those seeds here even where results/<profile>/seeds/ records them"
 	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"
 	@echo "make test-fast                         unit and property tests only (no papermill, no browser)"
 	@echo "make fuzz [FUZZ_EXAMPLES=2000]         the property-based fuzz of the API and notebook parameters, many cases"
@@ -47,7 +48,7 @@ data: env
 	$(BIN)/python -m softlib.data fetch mnist fashion_mnist
 
 book: data
-	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB)) $(if $(SEEDS),--seeds $(SEEDS))
+	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FRESH_SEEDS),--fresh-seeds)
 	$(BIN)/python -m softlib.tooling.claimspage --out book/chapters/claims.md
 	$(BIN)/jupyter-book build book --quiet
 	@echo "The book: file://$(CURDIR)/book/_build/html/index.html"

@@ -154,6 +154,27 @@ def test_runner_runs_the_seed_replicates_first(tmp_path: Path) -> None:
     assert len(notebooks._jobs(paths, "quick", tmp_path, {"seed": 4}, seeds=3)) == 3
 
 
+def test_runner_pools_recorded_replicates_of_the_same_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A replicate recorded for this recipe is not trained again; another recipe's, or --fresh-seeds, is."""
+    from softlib import zoo
+    from softlib.tooling import notebooks, record
+
+    monkeypatch.setenv("SOFTLIB_RESULTS", str(tmp_path / "results"))
+    paths = notebooks.notebook_paths(["02"])
+    claims_ = [{"id": "02.x", "verdict": "held", "rule_inputs": []}]
+    record.record("02_logit_distributions", "quick", {"model_key": zoo.model_key("cnn", "mnist", "quick", 1),
+                                                      "claims": claims_}, seed=1)
+    record.record("02_logit_distributions", "quick", {"model_key": "another-recipe", "claims": claims_}, seed=2)
+    assert notebooks.recorded_replicate("02_logit_distributions", "quick", 1, {}) is not None
+    assert notebooks.recorded_replicate("02_logit_distributions", "quick", 2, {}) is None
+    # the same seed for another data set is another network
+    assert notebooks.recorded_replicate("02_logit_distributions", "quick", 1, {"dataset": "fashion_mnist"}) is None
+    labels = [j[0] for j in notebooks._jobs(paths, "quick", tmp_path, {}, seeds=3)]
+    assert labels == ["02_logit_distributions (seed 2)", "02_logit_distributions"]
+    labels = [j[0] for j in notebooks._jobs(paths, "quick", tmp_path, {}, seeds=3, fresh_seeds=True)]
+    assert labels == ["02_logit_distributions (seed 1)", "02_logit_distributions (seed 2)", "02_logit_distributions"]
+
+
 def test_runner_refuses_bad_seeds(tmp_path: Path) -> None:
     from softlib.tooling import notebooks
 

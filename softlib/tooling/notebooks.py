@@ -72,6 +72,11 @@ SEED_REPLICATED: dict[str, dict[str, Any]] = {
     "02_logit_distributions": {"other_models": False},
     "03_detectors": {"modern": []},
 }
+#: The parameters (and their defaults) naming the network a chapter's seed replicates retrain.
+_REPLICATED_MODEL: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
+    "02_logit_distributions": (("arch", "cnn"), ("dataset", "mnist")),
+    "03_detectors": (("arch", "cnn"), ("in_distribution", "mnist")),
+}
 PATH_VARS = ("SOFTLIB_DATA", "SOFTLIB_CACHE", "SOFTLIB_RESULTS", "SOFTLIB_RESCUE")
 
 
@@ -178,27 +183,61 @@ def _say(msg: str, log: Path | None) -> None:
             f.write(line + "\n")
 
 
+def recorded_replicate(chapter: str, profile: str, seed: int, params: dict[str, Any]) -> str | None:
+    """The commit of the recorded seed replicate of ``chapter`` for this recipe, or None if there is none.
+
+    A replicate counts when ``results/<profile>/seeds/<chapter>-seed<k>.json`` holds claims and was
+    recorded for the model these parameters train (its cache key: recipe, profile sizes, data set
+    and seed); the chapter pools exactly those (:func:`softlib.tooling.record.seed_replicates`).
+    """
+    from softlib import zoo
+    from softlib.tooling.record import replicate_path
+
+    (a, a0), (d, d0) = _REPLICATED_MODEL[chapter]
+    try:
+        run = json.loads(replicate_path(chapter, profile, seed).read_text())
+        nums = run["numbers"]
+        key = zoo.model_key(str(params.get(a, a0)), str(params.get(d, d0)), profile, seed)
+    except (OSError, ValueError, KeyError, TypeError, SoftlibError):
+        return None
+    if nums.get("model_key") != key or not isinstance(nums.get("claims"), list):
+        return None
+    return str(run.get("commit", "?"))
+
+
 def _jobs(paths: list[Path], profile: str, out_dir: Path, extra: dict[str, Any],
-          seeds: int) -> list[tuple[str, Path, Path, dict[str, Any]]]:
-    """(label, notebook, output, parameters) in execution order: a chapter's seed replicates first."""
+          seeds: int, fresh_seeds: bool = False,
+          log: Path | None = None) -> list[tuple[str, Path, Path, dict[str, Any]]]:
+    """(label, notebook, output, parameters) in execution order: a chapter's seed replicates first.
+
+    A replicate already recorded for the same recipe (:func:`recorded_replicate`) is not run again
+    unless ``fresh_seeds``: the recorded runs are the book's cache of the other seeds' verdict inputs.
+    """
     base = {"profile": profile, **extra}
     jobs = []
     for path in paths:
         if path.stem in SEED_REPLICATED and int(base.get("seed", 0)) == 0:
             for k in range(1, seeds):
-                jobs.append((f"{path.stem} (seed {k})", path, out_dir / "seeds" / f"{path.stem}-seed{k}.ipynb",
-                             {**base, **SEED_REPLICATED[path.stem], "seed": k}))
+                params = {**base, **SEED_REPLICATED[path.stem], "seed": k}
+                commit = None if fresh_seeds else recorded_replicate(path.stem, profile, k, params)
+                if commit is not None:
+                    _say(f"[{profile}] {path.stem} (seed {k}): recorded at commit {commit} for this recipe, "
+                         "pooled as recorded (--fresh-seeds runs it again)", log)
+                    continue
+                jobs.append((f"{path.stem} (seed {k})", path, out_dir / "seeds" / f"{path.stem}-seed{k}.ipynb", params))
         jobs.append((path.stem, path, out_dir / path.name, base))
     return jobs
 
 
 def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
-            extra: dict[str, Any] | None = None, seeds: int | None = None) -> list[Timing]:
+            extra: dict[str, Any] | None = None, seeds: int | None = None,
+            fresh_seeds: bool = False) -> list[Timing]:
     """Execute the chapters in order; stop at the first failure (re-raised after timings are written).
 
     Chapters whose verdicts pool training seeds (:data:`SEED_REPLICATED`) first run as seed
     replicates, seeds 1 to ``seeds`` - 1 (default: the profile's ``cnn_seeds``), into
-    ``<out_dir>/seeds/``; ``seeds=1`` skips them. Progress goes to the terminal and to
+    ``<out_dir>/seeds/``; ``seeds=1`` skips them, and a replicate already recorded for the same
+    recipe is pooled as recorded unless ``fresh_seeds`` (every seed trained on this machine). Progress goes to the terminal and to
     ``<out_dir>/run-<profile>.log`` (start and end of each
     chapter, elapsed time, an ETA from the last recorded build of this profile). Each chapter
     records its numbers when it ends, and models and sets are cached (training checkpoints every
@@ -219,7 +258,7 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
     timings: list[Timing] = []
     failure: Exception | None = None
     t_run = time.perf_counter()
-    jobs = _jobs(paths, profile, out_dir, extra or {}, seeds)
+    jobs = _jobs(paths, profile, out_dir, extra or {}, seeds, bool(fresh_seeds), log)
     for i, (label, path, target, params) in enumerate(jobs):
         left = [previous.get(j[0]) for j in jobs[i:]]
         eta = (f"; ETA {sum(left) / 60:.0f} min (last recorded {profile} build)" if all(v is not None for v in left)
@@ -373,12 +412,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seeds", type=int, default=None,
                    help="training seeds behind chapters 02-03's verdicts (default: the profile's cnn_seeds; "
                         "1 skips the seed replicates)")
+    r.add_argument("--fresh-seeds", action="store_true",
+                   help="run every seed replicate here, even one recorded for the same recipe in results/<profile>/seeds/")
     sub.add_parser("sync", help="pair notebooks/*.py -> *.ipynb")
     sub.add_parser("bench", help="run the benchmarks")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "run":
-            run_all(args.profile, args.out or repo_root() / "book" / "chapters", args.only, seeds=args.seeds)
+            run_all(args.profile, args.out or repo_root() / "book" / "chapters", args.only, seeds=args.seeds,
+                    fresh_seeds=args.fresh_seeds)
         elif args.cmd == "sync":
             sync()
         else:

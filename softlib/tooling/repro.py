@@ -65,7 +65,7 @@ def _run(profile: str, only: list[str], threads: int, root: Path) -> float:
            "SOFTLIB_RESULTS": str(root / "results")}
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "softlib.tooling.notebooks", "run", "--profile", profile, "--out", str(root / "notebooks"),
-           "--only", *only]
+           "--only", *only, "--fresh-seeds"]
     subprocess.run(cmd, env=env, check=True)
     return time.perf_counter() - t0
 
