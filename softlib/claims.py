@@ -230,15 +230,19 @@ class _Pool:
     mismatch: bool = False
 
 
-_TRACE: ContextVar[list[Estimate] | None] = ContextVar("softlib_claims_trace", default=None)
+_TRACE: ContextVar[list[tuple[Estimate, str, float]] | None] = ContextVar("softlib_claims_trace", default=None)
 _POOL: ContextVar[_Pool | None] = ContextVar("softlib_claims_pool", default=None)
 
 
-def _decided_on(e: Estimate) -> Estimate:
-    """The estimate a verdict rule decides on: ``e`` itself, or pooled with the other seeds' k-th one."""
+def _decided_on(e: Estimate, rule: str = "", threshold: float = 0.0) -> Estimate:
+    """The estimate a verdict rule decides on: ``e`` itself, or pooled with the other seeds' k-th one.
+
+    The trace keeps each rule input with its rule and threshold, so a recorded run says what each
+    number was tested against (:func:`rebuild_agreement` needs it).
+    """
     trace = _TRACE.get()
     if trace is not None:
-        trace.append(e)
+        trace.append((e, rule, float(threshold)))
     pool = _POOL.get()
     if pool is None:
         return e
@@ -251,8 +255,8 @@ def _decided_on(e: Estimate) -> Estimate:
 
 
 @contextmanager
-def _seeds_context(others: list[list[Estimate]] | None) -> Iterator[tuple[list[Estimate], _Pool | None]]:
-    trace: list[Estimate] = []
+def _seeds_context(others: list[list[Estimate]] | None) -> Iterator[tuple[list[tuple[Estimate, str, float]], _Pool | None]]:
+    trace: list[tuple[Estimate, str, float]] = []
     pool = _Pool(others) if others else None
     t1, t2 = _TRACE.set(trace), _POOL.set(pool)
     try:
@@ -264,7 +268,7 @@ def _seeds_context(others: list[list[Estimate]] | None) -> Iterator[tuple[list[E
 
 def greater_than(diff: Estimate, threshold: float = 0.0) -> str:
     """Verdict for "the number is above ``threshold``": held / not held / undetermined."""
-    diff = _decided_on(diff)
+    diff = _decided_on(diff, "greater_than", threshold)
     if not diff.finite:
         return UNDETERMINED
     if diff.low > threshold:
@@ -276,7 +280,7 @@ def greater_than(diff: Estimate, threshold: float = 0.0) -> str:
 
 def less_than(diff: Estimate, threshold: float = 0.0) -> str:
     """Verdict for "the number is below ``threshold``"."""
-    diff = _decided_on(diff)
+    diff = _decided_on(diff, "less_than", threshold)
     if not diff.finite:
         return UNDETERMINED
     if diff.high < threshold:
@@ -292,7 +296,7 @@ def at_least(est: Estimate, threshold: float) -> str:
     Held when the whole interval is at or above it, not held when the whole interval is
     below it; undetermined otherwise.
     """
-    est = _decided_on(est)
+    est = _decided_on(est, "at_least", threshold)
     if not est.finite:
         return UNDETERMINED
     if est.low >= threshold:
@@ -411,7 +415,7 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
                      "verdict": verdict, "why": why, "seeds": n_seeds,
                      "_numbers": {k: v.as_dict() for k, v in numbers.items()},
                      "_own_numbers": {k: v.as_dict() for k, v in out.numbers.items()},
-                     "_rule_inputs": [e.as_dict() for e in trace]})
+                     "_rule_inputs": [{**e.as_dict(), "rule": rule, "threshold": thr} for e, rule, thr in trace]})
     return pd.DataFrame(rows)
 
 

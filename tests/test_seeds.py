@@ -64,7 +64,9 @@ def test_evaluate_without_replicates_records_the_rule_inputs() -> None:
     t = claims.evaluate([_claim(_above)], {"diff": Estimate(0.3, 0.1, 0.5)})
     assert t.loc[0, "verdict"] == HELD and t.loc[0, "seeds"] == 1
     rec = claims.for_record(t)[0]
-    assert rec["rule_inputs"] == [Estimate(0.3, 0.1, 0.5).as_dict()] and rec["seeds"] == 1
+    # each rule input says which rule tested it, against what
+    assert rec["rule_inputs"] == [{**Estimate(0.3, 0.1, 0.5).as_dict(), "rule": "greater_than", "threshold": 0.0}]
+    assert rec["seeds"] == 1
 
 
 def test_a_narrow_win_under_one_seed_is_undetermined_when_the_seeds_disagree() -> None:
