@@ -221,6 +221,74 @@ def pool_estimates(estimates: Sequence[Estimate]) -> Estimate:
                     n=len(es), method=f"{len(es)} seeds: mean; bootstrap and seed spread (t) in quadrature, 95%")
 
 
+_CODES = {HELD: 0, NOT_HELD: 1, UNDETERMINED: 2}
+
+
+def _rule_codes(rule: str, threshold: float, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Vectorised :func:`greater_than` / :func:`less_than` / :func:`at_least`: 0 held, 1 not held, 2 undetermined."""
+    if rule == "greater_than":
+        held, not_held = low > threshold, high < threshold
+    elif rule == "less_than":
+        held, not_held = high < threshold, low > threshold
+    elif rule == "at_least":
+        held, not_held = low >= threshold, high < threshold
+    else:
+        raise SoftlibError(f"unknown verdict rule {rule!r}; allowed: greater_than, less_than, at_least")
+    return np.where(held, 0, np.where(not_held, 1, 2))
+
+
+def rebuild_agreement(seeds_inputs: Sequence[Sequence[Mapping[str, Any]]], verdict: str, *,
+                      n_sim: int = 4000, seed: int = 0) -> float | None:
+    """How often an independent rebuild with as many training seeds would reach ``verdict`` again.
+
+    ``seeds_inputs[s][k]``: the k-th rule input of seed s as recorded (value, low, high, and the
+    ``rule`` and ``threshold`` it was tested against). A parametric bootstrap over training seeds:
+    each rebuild draws every rule input's value for each of its seeds from a normal with the
+    recorded seeds' mean and standard deviation, keeps the recorded average bootstrap widths,
+    pools as :func:`pool_estimates` does, applies the rules, and combines them with :func:`all_of`.
+    The answer is itself an estimate from few seeds (the spread is estimated from them): it says
+    which verdicts sit near their criterion, where a rebuild on another machine may well say
+    "undetermined" instead. None when it cannot be computed: one seed, a rule input without its
+    rule, seeds that tested different things, a not-finite input, or a verdict that is not the
+    :func:`all_of` of its rules' verdicts (a claim that combines them otherwise).
+    """
+    from scipy import stats
+
+    runs = [list(r) for r in seeds_inputs]
+    n = len(runs)
+    if n < 2 or verdict not in _CODES or not runs[0] or any(len(r) != len(runs[0]) for r in runs):
+        return None
+    try:
+        v = np.array([[float(e["value"]) for e in r] for r in runs])  # (seeds, inputs)
+        lo_w = np.array([[float(e["value"]) - float(e["low"]) for e in r] for r in runs]).mean(axis=0)
+        hi_w = np.array([[float(e["high"]) - float(e["value"]) for e in r] for r in runs]).mean(axis=0)
+        rules = [(str(e["rule"]), float(e["threshold"])) for e in runs[0]]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(v).all() and np.isfinite(lo_w).all() and np.isfinite(hi_w).all()):
+        return None
+    # the recorded verdict must be what all_of over the rules gives on the recorded seeds
+    m, sd = v.mean(axis=0), v.std(axis=0, ddof=1)
+    t = stats.t.ppf(0.975, n - 1)
+    half = t * sd / np.sqrt(n)
+    codes = np.stack([_rule_codes(r, thr, m[k:k + 1] - np.hypot(lo_w[k], half[k]), m[k:k + 1] + np.hypot(hi_w[k], half[k]))
+                      for k, (r, thr) in enumerate(rules)], axis=1)[0]
+    if _all_of_codes(codes[None])[0] != _CODES[verdict]:
+        return None
+    rng = np.random.default_rng(seed)
+    sims = rng.normal(m, sd, size=(n_sim, n, len(rules)))  # (rebuilds, seeds, inputs)
+    sm, ss = sims.mean(axis=1), sims.std(axis=1, ddof=1)
+    sh = t * ss / np.sqrt(n)
+    cols = [_rule_codes(r, thr, sm[:, k] - np.hypot(lo_w[k], sh[:, k]), sm[:, k] + np.hypot(hi_w[k], sh[:, k]))
+            for k, (r, thr) in enumerate(rules)]
+    return float((_all_of_codes(np.stack(cols, axis=1)) == _CODES[verdict]).mean())
+
+
+def _all_of_codes(codes: np.ndarray) -> np.ndarray:
+    """:func:`all_of` row by row on rule codes (0 held, 1 not held, 2 undetermined)."""
+    return np.where((codes == 1).any(axis=1), 1, np.where((codes == 0).all(axis=1), 0, 2))
+
+
 @dataclass
 class _Pool:
     """The rule inputs of the other seeds for one claim, consumed in call order."""
@@ -397,6 +465,7 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
         with _seeds_context(others) as (trace, pool):
             out = c.evaluate(results)
         verdict, why, numbers, n_seeds = out.verdict, out.why, dict(out.numbers), 1
+        agreement: float | None = None
         if reps and others is None:
             why += f" (1 seed: {len(reps) - len(have)} seed replicate(s) lack this claim)"
         elif others is not None and pool is not None:
@@ -405,6 +474,11 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
                 verdict = verdict if verdict == NOT_TESTABLE else UNDETERMINED
                 why += f" (the {n_seeds} seeds' runs tested different things, so they cannot be pooled)"
             else:
+                mine = [{**e.as_dict(), "rule": rule, "threshold": thr} for e, rule, thr in trace]
+                rules = [(e["rule"], e["threshold"]) for e in mine]
+                theirs = [[{**e, "rule": r, "threshold": t} for e, (r, t) in zip(rep["rule_inputs"], rules)]
+                          for rep in have]
+                agreement = rebuild_agreement([mine, *theirs], verdict)
                 own = [r.get("own_numbers", r.get("numbers", {})) for r in have]
                 numbers = {k: pool_estimates([e, *(estimate_from(o[k]) for o in own)])
                            if all(k in o for o in own) else e for k, e in numbers.items()}
@@ -413,6 +487,7 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
                      "criterion": c.criterion, "source": c.source,
                      "numbers": "; ".join(f"{k} {v.fmt(_digits(v))}" for k, v in numbers.items()),
                      "verdict": verdict, "why": why, "seeds": n_seeds,
+                     "rebuild agrees": float("nan") if agreement is None else agreement,
                      "_numbers": {k: v.as_dict() for k, v in numbers.items()},
                      "_own_numbers": {k: v.as_dict() for k, v in out.numbers.items()},
                      "_rule_inputs": [{**e.as_dict(), "rule": rule, "threshold": thr} for e, rule, thr in trace]})
@@ -433,6 +508,7 @@ def for_record(table: pd.DataFrame) -> list[dict[str, Any]]:
     return [{"id": r["id"], "paper": r["paper"], "section": r["section"], "claim": r["claim"],
              "criterion": r["criterion"], "source": r["source"], "verdict": r["verdict"], "why": r["why"],
              "numbers": r["_numbers"], "seeds": int(r.get("seeds", 1)),
+             "rebuild_agreement": None if pd.isna(r.get("rebuild agrees", float("nan"))) else float(r["rebuild agrees"]),
              "own_numbers": r.get("_own_numbers", r["_numbers"]), "rule_inputs": r.get("_rule_inputs", [])}
             for _, r in table.iterrows()]
 
@@ -469,12 +545,21 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     recorded" when there is none), so a reader sees both verdicts side by side.
     """
     out = table[["paper", "section", "claim", "criterion", "numbers", "verdict", "why"]].copy()
+    if "rebuild agrees" in table.columns:  # seeds pooled: how often an independent rebuild says the same
+        out.insert(6, "a rebuild agrees", [agreement_label(a) for a in table["rebuild agrees"]])
     recorded: dict[str, str] = {}
     for chapter in table["chapter"].unique() if "chapter" in table.columns else []:
         run = recorded_run(str(chapter))
         for c in (run or {}).get("numbers", {}).get("claims") or []:
             if isinstance(c, dict) and "id" in c:
                 recorded[c["id"]] = c.get("verdict", "")
-    out.insert(6, "verdict (papers' settings, recorded)",
+    out.insert(len(out.columns) - 1, "verdict (papers' settings, recorded)",
                [recorded.get(i, "no run recorded") for i in table["id"]] if "id" in table.columns else "no run recorded")
     return out
+
+
+def agreement_label(a: Any) -> str:
+    """``rebuild_agreement`` for a reader: a percentage, "borderline" under 90%, or a dash."""
+    if a is None or not isinstance(a, (int, float)) or not np.isfinite(a):
+        return "—"
+    return f"{100 * a:.0f}%" + (" (borderline)" if a < 0.9 else "")

@@ -196,3 +196,46 @@ def test_recorded_replicate_files_are_json(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("SOFTLIB_RESULTS", str(tmp_path))
     path = record("99_test", "smoke", {"model_key": "k", "claims": []}, seed=2)
     assert json.loads(path.read_text())["numbers"]["model_key"] == "k"
+
+
+# ---------------------------------------------------------------- how often a rebuild agrees
+
+
+def _inputs(values: list[float], half: float = 0.1, rule: str = "greater_than", threshold: float = 0.0) -> list[list[dict]]:
+    return [[{"value": v, "low": v - half, "high": v + half, "rule": rule, "threshold": threshold}] for v in values]
+
+
+def test_rebuild_agreement_is_high_far_from_the_criterion_and_low_near_it() -> None:
+    far = claims.rebuild_agreement(_inputs([5.0, 5.2, 4.9, 5.1, 5.05]), HELD)
+    assert far is not None and far > 0.99
+    # five seeds whose pooled interval (0.6 +- 0.4) only just clears 0: a rebuild often says undetermined
+    near = claims.rebuild_agreement(_inputs([0.2, 0.9, 0.6, 1.2, 0.5]), HELD)
+    assert near is not None and 0.5 < near < 0.9
+    # seeds that straddle 0 (undetermined): a rebuild may land either side of the edge
+    edge = claims.rebuild_agreement(_inputs([0.1, 0.9, 0.5, 1.3, -0.2]), UNDETERMINED)
+    assert edge is not None and 0.3 < edge < 0.95
+    # the same numbers, tested with less_than against 2: held far from the criterion again
+    assert claims.rebuild_agreement(_inputs([0.2, 0.9, 0.6, 1.2, 0.5], rule="less_than", threshold=2.0), HELD) > 0.95
+
+
+def test_rebuild_agreement_needs_seeds_rules_and_a_consistent_verdict() -> None:
+    assert claims.rebuild_agreement(_inputs([1.0]), HELD) is None  # one seed
+    assert claims.rebuild_agreement([[{"value": 1.0, "low": 0.9, "high": 1.1}]] * 3, HELD) is None  # no rule recorded
+    runs = _inputs([1.0, 1.1, 0.9])
+    assert claims.rebuild_agreement([runs[0], runs[1] + runs[2]], HELD) is None  # seeds tested different things
+    assert claims.rebuild_agreement(_inputs([5.0, 5.1, 4.9]), NOT_HELD) is None  # not what the rules give
+    with pytest.raises(SoftlibError, match="rule"):
+        claims.rebuild_agreement(_inputs([5.0, 5.1, 4.9], rule="between"), HELD)
+
+
+def test_evaluate_reports_rebuild_agreement_when_seeds_are_pooled() -> None:
+    reps = [_replicate([Estimate(v, v - 0.1, v + 0.1)]) for v in (0.35, 0.25, 0.3, 0.32)]
+    t = claims.evaluate([_claim(_above)], {"diff": Estimate(0.3, 0.2, 0.4)}, reps)
+    assert t.loc[0, "verdict"] == HELD and t.loc[0, "rebuild agrees"] > 0.9
+    rec = claims.for_record(t)[0]
+    assert rec["rebuild_agreement"] == pytest.approx(t.loc[0, "rebuild agrees"])
+    assert "a rebuild agrees" in claims.display_table(t).columns
+    one = claims.evaluate([_claim(_above)], {"diff": Estimate(0.3, 0.2, 0.4)})
+    assert np.isnan(one.loc[0, "rebuild agrees"]) and claims.for_record(one)[0]["rebuild_agreement"] is None
+    assert claims.agreement_label(None) == "—" and claims.agreement_label(0.5) == "50% (borderline)"
+    assert claims.agreement_label(0.97) == "97%"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from softlib.validate import SoftlibError
+from softlib.claims import agreement_label
 
 CITE = {"000": "softmax_hinders_2020", "002": "aigrain2019introspection", "001": "ozbulak2018misleading",
         "004": "ozbulak2018misleading", "003": "lemesle2021detection"}
@@ -91,7 +92,11 @@ def page(results: Path) -> str:
              "*not testable here* when the data or setting is missing. Criteria come from the papers' own words "
              "or numbers (the `criterion` column says which). `ours` gives the deciding numbers of the quick run "
              "with their intervals; `paper settings` the verdict of the run recorded at the papers' settings "
-             "(`results/paper/`), where one exists.", "", repro_line, ""]
+             "(`results/paper/`), where one exists. Where the quick verdict pools several training seeds, "
+             "`a rebuild agrees` estimates how often an independent rebuild (other seeds, another machine) "
+             "would reach the same verdict (`softlib.claims.rebuild_agreement`, a bootstrap over the seeds); "
+             "under 90% the verdict sits near its criterion and is marked *borderline*: another build may "
+             "well call it undetermined.", "", repro_line, ""]
     if not quick and not paper:
         return "\n".join([*lines, "No recorded run holds claims yet: run `make book` and commit `results/quick/`.", ""])
     for chapter in sorted(set(quick) | set(paper)):
@@ -103,8 +108,8 @@ def page(results: Path) -> str:
         lines += [f"## Chapter {chapter[:2]}: {chapter[3:].replace('_', ' ')}", ""]
         lines.append("Quick run: " + (_provenance(q) if q else "none recorded") + ". Papers' settings: "
                      + (_provenance(p) if claims_p else "no run recorded yet") + ".")
-        lines += ["", "| paper | claim | criterion | ours (quick) | verdict (quick) | 1 vs 2 threads | verdict (paper settings) | why |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += ["", "| paper | claim | criterion | ours (quick) | verdict (quick) | a rebuild agrees | 1 vs 2 threads "
+                  "| verdict (paper settings) | why |", "|---|---|---|---|---|---|---|---|---|"]
         for cid in list(claims_q) + [c for c in claims_p if c not in claims_q]:
             c = claims_q.get(cid) or claims_p[cid]
             cite = f"{{cite:p}}`{CITE[c['paper']]}`" if c.get("paper") in CITE else _cell(c.get("paper", ""))
@@ -112,7 +117,8 @@ def page(results: Path) -> str:
             vp = ICON.get(claims_p[cid]["verdict"], claims_p[cid]["verdict"]) if cid in claims_p else "no run recorded"
             lines.append(f"| {cite}, {_cell(c.get('section', ''))} | {_cell(c.get('claim', ''))} | "
                          f"{_cell(c.get('criterion', ''))} ({_cell(c.get('source', ''))}) | "
-                         f"{_cell(_numbers(claims_q.get(cid, {})))} | {vq} | {repro.get(cid, 'not checked')} | {vp} | "
+                         f"{_cell(_numbers(claims_q.get(cid, {})))} | {vq} | "
+                         f"{agreement_label(claims_q.get(cid, {}).get('rebuild_agreement'))} | {repro.get(cid, 'not checked')} | {vp} | "
                          f"{_cell(c.get('why', ''))} |")
         lines.append("")
     counts: dict[str, int] = {}
