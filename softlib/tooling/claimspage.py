@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from softlib.validate import SoftlibError
 from softlib.claims import agreement_label
+from softlib.validate import SoftlibError
 
 CITE = {"000": "softmax_hinders_2020", "002": "aigrain2019introspection", "001": "ozbulak2018misleading",
         "004": "ozbulak2018misleading", "003": "lemesle2021detection"}
