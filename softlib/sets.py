@@ -206,6 +206,7 @@ def _attack_chunk(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     def attack() -> tuple[dict, dict]:
         adv, success = _attacks.run_attack(name, model, x[idx], y[idx], eps=settings["eps"], batch_size=batch_size,
                                            seed=chunk_seed, **opts)
+        assert success is not None  # run_attack's default: the mask is computed
         return {"adv": adv.numpy(), "success": success.numpy()}, {}
 
     if chunk_spec is None:

@@ -112,6 +112,17 @@ def test_run_attack_validates_inputs(toy):
         run_attack("fgsm", model, x, y[:3], eps=EPS)
 
 
+@pytest.mark.parametrize("name", ["fgsm", "pgd"])
+def test_run_attack_without_the_success_mask_gives_the_same_images(toy, name):
+    """success=False skips the extra forward pass only: the same adversarial images, no mask."""
+    model, x, y = toy
+    with_mask, mask = run_attack(name, model, x, y, eps=EPS, batch_size=32, seed=3)
+    without, none = run_attack(name, model, x, y, eps=EPS, batch_size=32, seed=3, success=False)
+    assert none is None and mask is not None and torch.equal(with_mask, without)
+    with pytest.raises(SoftlibError, match="success must be True or False, got 'no'"):
+        run_attack(name, model, x, y, eps=EPS, success="no")
+
+
 def test_bound_violations_are_caught(toy, monkeypatch):
     model, x, y = toy
 

@@ -86,7 +86,7 @@ def adversarial_outputs(
                 attack, view, x, y, eps=eps,
                 steps=1 if attack == "fgsm" else steps,
                 step_size=None if attack == "fgsm" else eps / steps,
-                batch_size=batch_size, seed=seed, predict=lambda z: z.argmax(dim=1),
+                batch_size=batch_size, seed=seed, success=False,  # the predictions come next, with the features
             )
         hidden, pred = hidden_and_predictions(view, x_adv, batch_size=batch_size)
         return {"pred": pred, "hidden": hidden}, {"wall_s": time.perf_counter() - t0}
