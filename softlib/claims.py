@@ -545,7 +545,7 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     recorded" when there is none), so a reader sees both verdicts side by side.
     """
     out = table[["paper", "section", "claim", "criterion", "numbers", "verdict", "why"]].copy()
-    if "rebuild agrees" in table.columns:  # seeds pooled: how often an independent rebuild says the same
+    if "rebuild agrees" in table.columns and table["rebuild agrees"].notna().any():  # seeds pooled
         out.insert(6, "a rebuild agrees", [agreement_label(a) for a in table["rebuild agrees"]])
     recorded: dict[str, str] = {}
     for chapter in table["chapter"].unique() if "chapter" in table.columns else []:
