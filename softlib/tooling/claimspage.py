@@ -75,9 +75,12 @@ def _repro(results: Path) -> tuple[dict[str, str], str]:
     line = (f"Reproducibility (`make verify-repro`, commit `{d.get('commit', '?')}`): chapters {', '.join(d.get('chapters', []))} "
             f"run twice from empty caches with {a} and {b} BLAS threads; {len(flips)} of {d.get('claims', '?')} verdicts "
             f"differ, {d.get('numbers_outside_other_interval', '?')} of {d.get('numbers', '?')} deciding numbers fall outside "
-            "the other run's interval. A different thread count trains slightly different weights, as another machine "
-            "would; the bootstrap intervals cover the test sample, not that training noise, so a verdict marked *flips* "
-            "rests on training noise and should be read as undetermined.")
+            "the other run's interval"
+            + (f"; each run pooled {d['cnn_seeds']} training seeds of its own" if d.get("cnn_seeds") else "")
+            + ". A different thread count trains slightly different weights, as another machine would. A verdict whose "
+            "interval ends near its criterion can change between *held* (or *not held*) and *undetermined* from one "
+            "such build to the next however many seeds are pooled: the `a rebuild agrees` column estimates how often, "
+            "and a verdict marked *flips* should be read as undetermined.")
     return out, line
 
 

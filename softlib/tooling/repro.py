@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     flips = table.loc[~table["same verdict"], "claim"].unique().tolist()
     outside = table[(table["A in B's interval"] == False) | (table["B in A's interval"] == False)]  # noqa: E712
     summary = {"profile": args.profile, "chapters": args.only, "threads": args.threads, "commit": git_commit(),
+               "cnn_seeds": PROFILES[args.profile].cnn_seeds,
                "wall_s": walls, "claims": int(table["claim"].nunique()), "verdict_flips": flips,
                "numbers": int(table["A"].notna().sum()), "numbers_outside_other_interval": len(outside),
                "rows": table.to_dict("records")}
