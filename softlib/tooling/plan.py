@@ -230,6 +230,8 @@ def _natural_image_set(dataset: str) -> str:
     return "cifar10" if available("cifar10") else "natural"
 
 
+#: chapter 02 shows the first crops of the natural-image stand-in's train and test parts (n=8 in its get_set calls)
+STAND_IN_GRID = 8
 #: the chapters whose notebooks also run as seed replicates (softlib.tooling.notebooks.SEED_REPLICATED)
 SEED_POOLED = ("02", "03")
 
@@ -243,6 +245,9 @@ def _needs_02(b: _Builder, seed: int) -> None:
     m = b.model("cnn", "mnist", seed)
     for s in ["mnist", "gaussian", "uniform", _natural_image_set("mnist"), "fashion_mnist", *attacks, "errors"]:
         b.set(s, m, n=p.n_figure, part="test", dataset="mnist", seed=seed)
+    if _natural_image_set("mnist") == "natural":  # the grid of the stand-in's first crops of each part
+        for part in ("train", "test"):
+            b.set("natural", None, n=STAND_IN_GRID, part=part, dataset="mnist", seed=seed)
     if p.name == "paper" and seed == 0:  # "Other models": the WRN, and CIFAR-10 when on disk (not in replicates)
         for d in ("mnist", "cifar10"):
             for a in ("cnn", "wrn"):
