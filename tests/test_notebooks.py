@@ -1,6 +1,6 @@
 """The notebooks: paired and output-free, executed headless (smoke profile), rendered, opened in a browser.
 
-One session fixture builds the book as ``make prebuild`` then ``make book`` do: the smoke
+Session fixtures build the book as ``make prebuild`` then ``make book`` do: the smoke
 plan (:mod:`softlib.tooling.plan`) is built on a Dask ``LocalCluster`` of two workers into an
 empty cache, then every chapter is executed with papermill (``profile=smoke``) on that cache
 into a copy of ``book/`` and the HTML is built with Jupyter Book. A test checks that the
@@ -91,53 +91,67 @@ def _merge_entries(src: Path, dst: Path) -> None:
 
 
 @dataclass
-class PrebuiltBook:
-    """The book built after a prebuild: its folder, the plan, the prebuild's task reports, and the
-    watched cache files the notebooks created or changed (``written``: empty when they only read)."""
+class Prebuild:
+    """``make prebuild`` done: the book's own cache, the plan and the prebuild's task reports."""
 
-    book: Path
+    root: Path
     plan: P.Plan
     reports: list[dict[str, Any]]
+
+
+@dataclass
+class PrebuiltBook:
+    """Every chapter executed on the prebuilt cache: the book's folder and the watched cache files
+    the notebooks created or changed (``written``: empty when they only read)."""
+
+    book: Path
     written: list[str]
 
 
 @pytest.fixture(scope="session")
-def prebuilt_book(tmp_path_factory) -> PrebuiltBook:
-    """``make prebuild`` then ``make book`` at the smoke profile, into an empty cache of the book's own.
+def prebuilt_cache(tmp_path_factory) -> Prebuild:
+    """``make prebuild`` at the smoke profile, into an empty cache of the book's own.
 
     The empty cache (not the session's, where other tests' entries could hide a task the plan
     lacks): the smoke plan runs on a LocalCluster of two worker processes with the shared-
-    filesystem share (each task fails when its entry lands under another key than planned);
-    the watched folders are listed; every chapter (seed replicates included) is executed on that
-    cache; whatever appeared or changed in the watched folders is ``written``.
+    filesystem share; each task fails when its entry lands under another key than planned.
     """
     from softlib.tooling import prebuild as B
 
+    root = tmp_path_factory.mktemp("book-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOFTLIB_CACHE", str(root))
+        plan = P.build_plan("smoke")
+        with B.local_client(2, memory_limit="4GiB") as client:
+            reports = B.run_dask(plan, client=client, share="fs", progress=False)
+    return Prebuild(root, plan, reports)
+
+
+@pytest.fixture(scope="session")
+def prebuilt_book(tmp_path_factory, prebuilt_cache) -> PrebuiltBook:
+    """``make book`` after ``make prebuild``: every chapter (seed replicates included) executed
+    into a copy of ``book/`` on the prebuilt cache, its watched folders listed before and after.
+
+    The book's cache entries then join the session's cache (:func:`_merge_entries`).
+    """
     book = tmp_path_factory.mktemp("book")
     for f in (REPO / "book").iterdir():
         if f.is_file():
             shutil.copy(f, book / f.name)
         elif f.name not in ("_build", "chapters"):  # api/, _static/
             shutil.copytree(f, book / f.name)
-    session_cache = cache_root()
-    root = tmp_path_factory.mktemp("book-cache")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("SOFTLIB_CACHE", str(root))
+    session_cache, root = cache_root(), prebuilt_cache.root
     try:
-        plan = P.build_plan("smoke")
-        with B.local_client(2, memory_limit="4GiB") as client:
-            reports = B.run_dask(plan, client=client, share="fs", progress=False)
-        missing = [t.label for t in plan.tasks if t.key is not None and t.entry().read_valid() is None]
-        assert not missing, f"prebuilt but not in the cache: {missing}"
-        before = _watched_files(root)
-        timings = run_all("smoke", book / "chapters")
-        assert all(t.ok for t in timings)
-        after = _watched_files(root)
-        written = sorted({*(set(after) - set(before)), *(k for k in before if after.get(k) != before[k])})
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SOFTLIB_CACHE", str(root))
+            before = _watched_files(root)
+            timings = run_all("smoke", book / "chapters")
+            assert all(t.ok for t in timings)
+            after = _watched_files(root)
     finally:
-        mp.undo()
         _merge_entries(root, session_cache)
-    return PrebuiltBook(book, plan, reports, written)
+    written = sorted({*(set(after) - set(before)), *(k for k in before if after.get(k) != before[k])})
+    return PrebuiltBook(book, written)
 
 
 @pytest.fixture(scope="session")
@@ -155,23 +169,30 @@ def built_book(prebuilt_book) -> Path:
     return book
 
 
-def test_a_prebuilt_cache_leaves_the_notebooks_no_training_or_attacks(prebuilt_book):
-    """Issue 17: after ``make prebuild`` the chapters run from cache hits only.
-
-    The plan holds the seed replicates the book runs (chapters 02-03, seeds 0 .. cnn_seeds - 1);
-    the prebuild built entries of every planned kind into the empty cache; and executing the
-    chapters created or changed no model, set, attack, transferability entry, attack chunk or
-    training checkpoint. A file named here is a task the plan lacks (or keys differently):
-    mirror the notebook's call in ``softlib/tooling/plan.py``.
-    """
+def test_the_smoke_plan_prebuilds_on_dask(prebuilt_cache):
+    """The plan holds the seed replicates the book runs (chapters 02-03, seeds 0 .. cnn_seeds - 1),
+    and the prebuild put every keyed entry into the empty cache, building entries of every kind."""
     from softlib.profiles import get_profile
 
-    plan = prebuilt_book.plan
+    plan = prebuilt_cache.plan
     cnn_seeds = {t.call["seed"] for t in plan.tasks if t.kind == "model" and t.call["arch"] == "cnn"}
     assert cnn_seeds == set(range(get_profile("smoke").cnn_seeds))
     for chapter in P.SEED_POOLED:
         assert {t.call["seed"] for t in plan.tasks if chapter in t.chapters and t.kind == "set"} == cnn_seeds
-    assert {r["kind"] for r in prebuilt_book.reports if r["built"]} == set(P.KINDS)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOFTLIB_CACHE", str(prebuilt_cache.root))
+        missing = [t.label for t in plan.tasks if t.key is not None and t.entry().read_valid() is None]
+    assert not missing, f"prebuilt but not in the cache: {missing}"
+    assert {r["kind"] for r in prebuilt_cache.reports if r["built"]} == set(P.KINDS)
+
+
+def test_a_prebuilt_cache_leaves_the_notebooks_no_training_or_attacks(prebuilt_book):
+    """Issue 17: after ``make prebuild`` the chapters run from cache hits only.
+
+    Executing the chapters created or changed no model, set, attack, transferability entry,
+    attack chunk or training checkpoint. A file named here is a task the plan lacks (or keys
+    differently): mirror the notebook's call in ``softlib/tooling/plan.py``.
+    """
     assert not prebuilt_book.written, f"the notebooks built what the prebuild did not: {prebuilt_book.written}"
 
 
