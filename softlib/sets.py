@@ -354,6 +354,37 @@ def _build_ood(name: str, dataset: str, n: int, part: str, seed: int) -> tuple[d
     return arrays, {"success_rate": float("nan"), "n_tried": n, "eps": 0.0, **info}
 
 
+def set_spec(name: str, model_key: str | None, *, profile: Profile | str, n: int, part: str = "test",
+             dataset: str = "mnist", seed: int = 0, errors_rule: str = "strict") -> dict[str, Any]:
+    """The spec :func:`get_set` keys set ``name`` by (its cache key: ``cache.spec_key({"kind": "sets", **spec})``).
+
+    ``model_key``: the ``cache_key`` of the model the set depends on (adversarial and errors
+    sets; :func:`softlib.zoo.get_model` models carry it), ignored for legit and OOD sets, which
+    do not depend on the model. Nothing is built: :mod:`softlib.tooling.plan` calls this to know a
+    set's key before its model exists, so the plan and :func:`get_set` cannot disagree.
+    """
+    check_choice("data set", dataset, DATASETS)
+    check_choice("set", name, all_sets(dataset))
+    check_choice("part", part, PARTS)
+    check_choice("errors_rule", errors_rule, ERRORS_RULES)
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    family = set_family(name, dataset)
+    spec: dict[str, Any] = {"set": name, "dataset": dataset, "part": part, "n": n, "seed": seed,
+                            "code": CODE_VERSION}
+    if family in ("adversarial", "errors"):
+        if not isinstance(model_key, str):
+            raise SoftlibError(f"set {name!r} depends on a model: model_key must be its cache key (a string), "
+                               f"got {model_key!r}")
+        spec["model"] = model_key
+    if family == "errors":
+        spec.update(errors_rule=errors_rule, errors_code=ERRORS_CODE_VERSION)
+    if family == "adversarial":
+        spec["attack"] = attack_settings(name, dataset=dataset, profile=prof)
+    if family == "ood":
+        spec["ood_code"] = _ood.CODE_VERSION
+    return spec
+
+
 def get_set(name: str, model: nn.Module | None, *, profile: Profile | str, n: int, part: str = "test",
             dataset: str = "mnist", seed: int = 0, errors_rule: str = "strict") -> LabeledSet:
     """The set ``name`` (see the module docstring) for ``model``, built or loaded from the cache.
@@ -383,22 +414,15 @@ def get_set(name: str, model: nn.Module | None, *, profile: Profile | str, n: in
             raise MissingDataError("CIFAR-10 is not on disk, so the 'cifar10' OOD set cannot be built; "
                                    "use the 'natural' stand-in (see softlib.ood) or add CIFAR-10 "
                                    "(python -m softlib.data status)")
-    spec: dict[str, Any] = {"set": name, "dataset": dataset, "part": part, "n": n, "seed": seed,
-                            "code": CODE_VERSION}
     needs_model = family in ("adversarial", "errors")
     if needs_model:
         key = getattr(model, "cache_key", None)
         if not isinstance(model, nn.Module) or not isinstance(key, str):
             raise SoftlibError(f"set {name!r} needs a model with a 'cache_key' string attribute "
                                "(a model from softlib.zoo.get_model)")
-        spec["model"] = key
-    if family == "errors":
-        spec.update(errors_rule=errors_rule, errors_code=ERRORS_CODE_VERSION)
-    if family == "adversarial":
-        settings = attack_settings(name, dataset=dataset, profile=prof)
-        spec["attack"] = settings
-    if family == "ood":
-        spec["ood_code"] = _ood.CODE_VERSION
+    spec = set_spec(name, key if needs_model else None, profile=prof, n=n, part=part, dataset=dataset, seed=seed,
+                    errors_rule=errors_rule)
+    settings = spec.get("attack")
     built = {"now": False}
 
     def build() -> tuple[dict, dict]:

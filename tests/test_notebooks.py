@@ -1,9 +1,13 @@
 """The notebooks: paired and output-free, executed headless (smoke profile), rendered, opened in a browser.
 
-One session fixture executes every chapter with papermill (``profile=smoke``) into a
-copy of ``book/``, builds the HTML with Jupyter Book, and the last test opens it in
-headless Chromium (Debian's package): every chapter's title, a figure that loads, no traceback,
-warning or absolute path in the text, no table wider than the content column; the API pages.
+Session fixtures build the book as ``make prebuild`` then ``make book`` do: the smoke
+plan (:mod:`softlib.tooling.plan`) is built on a Dask ``LocalCluster`` of two workers into an
+empty cache, then every chapter is executed with papermill (``profile=smoke``) on that cache
+into a copy of ``book/`` and the HTML is built with Jupyter Book. A test checks that the
+notebooks trained and attacked nothing (issue 17: a prebuilt cache leaves them cache hits
+only), and the last test opens the book in headless Chromium (Debian's package): every
+chapter's title, a figure that loads, no traceback, warning or absolute path in the text, no
+table wider than the content column; the API pages.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jupytext
 import nbformat
 import pytest
 
+from softlib.cache import cache_root
 from softlib.paths import repo_root, results_dir
+from softlib.tooling import plan as P
 from softlib.tooling.notebooks import run_all
 
 REPO = repo_root()
@@ -51,17 +59,105 @@ def test_pair_in_sync_and_output_free(py):
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {py.stem[:2]}")
 
 
+#: Every cache folder where building (not reading) leaves a trace: the planned kinds (models, sets,
+#: chapter 05's attacks, transferability), attack chunks and training checkpoints.
+WATCHED = (*(folder for folder, _ in P.KINDS.values()), "set-chunks", "checkpoints")
+
+
+def _watched_files(root: Path) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every file under the watched folders of the cache at ``root`` (locks left out)."""
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, p.stat().st_size)
+            for w in WATCHED for p in (root / w).rglob("*")
+            if p.is_file() and not p.name.endswith((".lock", ".owner"))}
+
+
+def _merge_entries(src: Path, dst: Path) -> None:
+    """Copy the cache entries of ``src`` that ``dst`` lacks into ``dst``: payload first, sidecar last.
+
+    The book builds into its own cache; its entries then join the session's, where later tests
+    (which used to find the book's models there) still find them. Keys hash what made an entry,
+    so an entry of the same key is the same entry.
+    """
+    for folder in (f for f in src.iterdir() if f.is_dir() and f.name not in ("checkpoints", "set-chunks")):
+        for sidecar in folder.glob("*.json"):
+            target = dst / folder.name / sidecar.name
+            if target.exists():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            for payload in folder.glob(f"{sidecar.stem}.*"):
+                if payload.suffix not in (".json", ".lock", ".owner", ".tmp"):
+                    shutil.copyfile(payload, target.parent / payload.name)
+            shutil.copyfile(sidecar, target)
+
+
+@dataclass
+class Prebuild:
+    """``make prebuild`` done: the book's own cache, the plan and the prebuild's task reports."""
+
+    root: Path
+    plan: P.Plan
+    reports: list[dict[str, Any]]
+
+
+@dataclass
+class PrebuiltBook:
+    """Every chapter executed on the prebuilt cache: the book's folder and the watched cache files
+    the notebooks created or changed (``written``: empty when they only read)."""
+
+    book: Path
+    written: list[str]
+
+
 @pytest.fixture(scope="session")
-def built_book(tmp_path_factory):
-    """Every chapter executed in the smoke profile, then the HTML book built from them."""
+def prebuilt_cache(tmp_path_factory) -> Prebuild:
+    """``make prebuild`` at the smoke profile, into an empty cache of the book's own.
+
+    The empty cache (not the session's, where other tests' entries could hide a task the plan
+    lacks): the smoke plan runs on a LocalCluster of two worker processes with the shared-
+    filesystem share; each task fails when its entry lands under another key than planned.
+    """
+    from softlib.tooling import prebuild as B
+
+    root = tmp_path_factory.mktemp("book-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOFTLIB_CACHE", str(root))
+        plan = P.build_plan("smoke")
+        with B.local_client(2, memory_limit="4GiB") as client:
+            reports = B.run_dask(plan, client=client, share="fs", progress=False)
+    return Prebuild(root, plan, reports)
+
+
+@pytest.fixture(scope="session")
+def prebuilt_book(tmp_path_factory, prebuilt_cache) -> PrebuiltBook:
+    """``make book`` after ``make prebuild``: every chapter (seed replicates included) executed
+    into a copy of ``book/`` on the prebuilt cache, its watched folders listed before and after.
+
+    The book's cache entries then join the session's cache (:func:`_merge_entries`).
+    """
     book = tmp_path_factory.mktemp("book")
     for f in (REPO / "book").iterdir():
         if f.is_file():
             shutil.copy(f, book / f.name)
         elif f.name not in ("_build", "chapters"):  # api/, _static/
             shutil.copytree(f, book / f.name)
-    timings = run_all("smoke", book / "chapters")
-    assert all(t.ok for t in timings)
+    session_cache, root = cache_root(), prebuilt_cache.root
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SOFTLIB_CACHE", str(root))
+            before = _watched_files(root)
+            timings = run_all("smoke", book / "chapters")
+            assert all(t.ok for t in timings)
+            after = _watched_files(root)
+    finally:
+        _merge_entries(root, session_cache)
+    written = sorted({*(set(after) - set(before)), *(k for k in before if after.get(k) != before[k])})
+    return PrebuiltBook(book, written)
+
+
+@pytest.fixture(scope="session")
+def built_book(prebuilt_book) -> Path:
+    """Every chapter executed in the smoke profile on a prebuilt cache, then the HTML book built from them."""
+    book = prebuilt_book.book
     from softlib.tooling import claimspage  # the Claims page, as `make book` writes it
 
     claimspage.main(["--out", str(book / "chapters" / "claims.md")])
@@ -71,6 +167,33 @@ def built_book(tmp_path_factory):
     html = book / "_build" / "html"
     assert (html / "index.html").exists()
     return book
+
+
+def test_the_smoke_plan_prebuilds_on_dask(prebuilt_cache):
+    """The plan holds the seed replicates the book runs (chapters 02-03, seeds 0 .. cnn_seeds - 1),
+    and the prebuild put every keyed entry into the empty cache, building entries of every kind."""
+    from softlib.profiles import get_profile
+
+    plan = prebuilt_cache.plan
+    cnn_seeds = {t.call["seed"] for t in plan.tasks if t.kind == "model" and t.call["arch"] == "cnn"}
+    assert cnn_seeds == set(range(get_profile("smoke").cnn_seeds))
+    for chapter in P.SEED_POOLED:
+        assert {t.call["seed"] for t in plan.tasks if chapter in t.chapters and t.kind == "set"} == cnn_seeds
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOFTLIB_CACHE", str(prebuilt_cache.root))
+        missing = [t.label for t in plan.tasks if t.key is not None and t.entry().read_valid() is None]
+    assert not missing, f"prebuilt but not in the cache: {missing}"
+    assert {r["kind"] for r in prebuilt_cache.reports if r["built"]} == set(P.KINDS)
+
+
+def test_a_prebuilt_cache_leaves_the_notebooks_no_training_or_attacks(prebuilt_book):
+    """Issue 17: after ``make prebuild`` the chapters run from cache hits only.
+
+    Executing the chapters created or changed no model, set, attack, transferability entry,
+    attack chunk or training checkpoint. A file named here is a task the plan lacks (or keys
+    differently): mirror the notebook's call in ``softlib/tooling/plan.py``.
+    """
+    assert not prebuilt_book.written, f"the notebooks built what the prebuild did not: {prebuilt_book.written}"
 
 
 GLUE_REF = re.compile(r"\{glue(?::\w+)?\}(?:`([^`:]+)(?::[^`]*)?`| +(\w+))")  # role or directive

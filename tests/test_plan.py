@@ -1,8 +1,9 @@
 """The plan of the book's cache entries (softlib.tooling.plan): structure, keys, CLI, validation.
 
 That every planned key is the key the code really uses is checked where the entries are
-built: tests/pending_prebuild_book.py, to be renamed test_prebuild_book.py (a prebuild fails when a task's planned entry did not appear,
-and the notebooks run on a prebuilt cache must build nothing).
+built: a prebuild task fails when its planned entry did not appear, and tests/test_notebooks.py
+builds the book on a prebuilt cache, where the notebooks must build nothing (set keys:
+tests/test_sets.py, test_plan_keys_a_set_as_get_set_does).
 """
 
 from __future__ import annotations

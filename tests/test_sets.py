@@ -319,3 +319,39 @@ def test_adversarial_set_build_resumes_from_cached_chunks(tmp_cache, monkeypatch
     again = S.get_set("fgsm", model, profile=prof, n=100, part="test")
     assert calls["n"] == 0, "chunks were attacked again"
     assert torch.equal(first.x, again.x) and torch.equal(first.y, again.y)
+
+
+@pytest.mark.parametrize("name, part, n, seed", [("mnist", "test", 20, 0), ("gaussian", "train", 16, 1),
+                                                 ("fashion_mnist", "test", 12, 0), ("fgsm", "test", 10, 0),
+                                                 ("errors", "train", 10, 2)])
+def test_plan_keys_a_set_as_get_set_does(fake_data, model, name, part, n, seed):
+    """softlib.tooling.plan and get_set both key a set by set_spec: the plan's key is the key get_set
+    caches under, and the spec holds exactly what get_set's spec held before set_spec existed (so no
+    existing cache key moved)."""
+    from softlib import ood
+    from softlib.cache import spec_key
+    from softlib.tooling import plan as P
+
+    family = sets.set_family(name, "mnist")
+    expected = {"set": name, "dataset": "mnist", "part": part, "n": n, "seed": seed, "code": sets.CODE_VERSION,
+                **({"model": model.cache_key} if family in ("adversarial", "errors") else {}),
+                **({"errors_rule": "strict", "errors_code": sets.ERRORS_CODE_VERSION} if family == "errors" else {}),
+                **({"attack": sets.attack_settings(name, dataset="mnist", profile="smoke")}
+                   if family == "adversarial" else {}),
+                **({"ood_code": ood.CODE_VERSION} if family == "ood" else {})}
+    assert sets.set_spec(name, model.cache_key, profile="smoke", n=n, part=part, dataset="mnist", seed=seed) == expected
+    b = P._Builder(P.get_profile("smoke"), "test")
+    b.tasks["model-toy"] = P.Task("model-toy", "model", model.cache_key, {}, (), ("test",), "toy")
+    b.flops["model-toy"] = 1e6  # the attack cost estimate's FLOPs per image (not what is tested here)
+    task = b.tasks[b.set(name, "model-toy", n=n, part=part, dataset="mnist", seed=seed)]
+    built = get_set(name, model, profile="smoke", n=n, part=part, dataset="mnist", seed=seed)
+    assert task.key == built.meta["cache_key"] == spec_key({"kind": "sets", **expected})
+    assert task.deps == (("model-toy",) if family in ("adversarial", "errors") else ())
+
+
+def test_set_spec_needs_the_model_key_of_a_model_dependent_set():
+    with pytest.raises(SoftlibError, match="model_key"):
+        sets.set_spec("fgsm", None, profile="smoke", n=5)
+    with pytest.raises(SoftlibError, match="errors_rule"):
+        sets.set_spec("errors", "k", profile="smoke", n=5, errors_rule="lenient")
+    assert "model" not in sets.set_spec("gaussian", "k", profile="smoke", n=5)

@@ -11,9 +11,10 @@ Dask.
 What each chapter needs is written out in the ``_needs_NN`` functions below, one per chapter,
 mirroring the notebook's own ``get_model`` / ``get_set`` / ... calls with its default
 parameters. When a notebook changes what it asks for, change its function here:
-``tests/pending_prebuild_book.py`` (to be renamed test_prebuild_book.py) executes the notebooks on a prebuilt cache and fails when a notebook
-builds anything the plan did not, and every prebuilt entry is checked to land under the
-planned key (so a key that drifted from :mod:`softlib.sets` or :mod:`softlib.zoo` is caught).
+``tests/test_notebooks.py`` builds the book on a prebuilt cache (smoke profile) and fails when a
+notebook builds anything the plan did not, and every prebuilt entry is checked to land under the
+planned key (so a key that drifted from :mod:`softlib.zoo` is caught; set keys come from
+:func:`softlib.sets.set_spec`, the spec ``get_set`` itself keys by).
 
 Not in the plan: chapter 03's detectors (fitted in the notebook, not cached), chapter 05's
 t-SNE embeddings (CPU, seconds; their key hashes hidden activations, which differ between
@@ -150,30 +151,25 @@ class _Builder:
     def set(self, name: str, model: str | None, *, n: int, part: str, dataset: str, seed: int) -> str:
         """What ``sets.get_set(name, model, profile=..., n=n, part=part, dataset=dataset, seed=seed)`` builds.
 
-        The spec below must equal :func:`softlib.sets.get_set`'s (a test checks every planned key).
+        The key comes from :func:`softlib.sets.set_spec`, the spec ``get_set`` itself keys by.
         """
-        from softlib import ood, sets
+        from softlib import sets
 
         family = sets.set_family(name, dataset)
-        spec: dict[str, Any] = {"set": name, "dataset": dataset, "part": part, "n": n, "seed": seed,
-                                "code": sets.CODE_VERSION}
         deps: tuple[str, ...] = ()
         cost = 0.0
         model_task = self.tasks[model] if model else None
         if family in ("adversarial", "errors"):
             if model_task is None:
                 raise SoftlibError(f"set {name!r} needs a model")
-            spec["model"] = model_task.key
             deps = (model_task.id,)
-        if family == "errors":  # get_set's default errors_rule, the one every notebook uses
-            spec.update(errors_rule="strict", errors_code=sets.ERRORS_CODE_VERSION)
+        # get_set's default errors_rule (strict), the one every notebook uses
+        spec = sets.set_spec(name, model_task.key if (model_task and deps) else None, profile=self.prof, n=n,
+                             part=part, dataset=dataset, seed=seed)
         if family == "adversarial":
-            spec["attack"] = sets.attack_settings(name, dataset=dataset, profile=self.prof)
             cost = self._attack_cost(model_task, n, spec["attack"]["steps"] * _ATTACK_GRADS.get(name, 1))
         elif family == "errors":
             cost = self._attack_cost(model_task, 3 * n, 0)  # forward passes only (error rate unknown)
-        if family == "ood":
-            spec["ood_code"] = ood.CODE_VERSION
         key = spec_key({"kind": "sets", **spec})
         call = {"name": name, "n": n, "part": part, "dataset": dataset, "seed": seed,
                 "model": model_task.call if (model_task and deps) else None}
@@ -234,6 +230,8 @@ def _natural_image_set(dataset: str) -> str:
     return "cifar10" if available("cifar10") else "natural"
 
 
+#: chapter 02 shows the first crops of the natural-image stand-in's train and test parts (n=8 in its get_set calls)
+STAND_IN_GRID = 8
 #: the chapters whose notebooks also run as seed replicates (softlib.tooling.notebooks.SEED_REPLICATED)
 SEED_POOLED = ("02", "03")
 
@@ -247,6 +245,9 @@ def _needs_02(b: _Builder, seed: int) -> None:
     m = b.model("cnn", "mnist", seed)
     for s in ["mnist", "gaussian", "uniform", _natural_image_set("mnist"), "fashion_mnist", *attacks, "errors"]:
         b.set(s, m, n=p.n_figure, part="test", dataset="mnist", seed=seed)
+    if _natural_image_set("mnist") == "natural":  # the grid of the stand-in's first crops of each part
+        for part in ("train", "test"):
+            b.set("natural", None, n=STAND_IN_GRID, part=part, dataset="mnist", seed=seed)
     if p.name == "paper" and seed == 0:  # "Other models": the WRN, and CIFAR-10 when on disk (not in replicates)
         for d in ("mnist", "cifar10"):
             for a in ("cnn", "wrn"):
