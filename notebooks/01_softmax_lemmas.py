@@ -402,11 +402,8 @@ for key, value in {"neg_p1_first": neg["p1"][0], "neg_p1_last": neg["p1"][-1], "
 # with. The claims and their tests live in `softlib.chapters.ch01.claims`.
 
 # %%
-from myst_nb import glue
-
 from softlib import claims
 from softlib.chapters.ch01 import claims as claims01
-from softlib.tooling.record import record
 
 fall_share = {("negligible" if "negligible" in k else "present"): float((m["change"][m["applies"]] < 0).mean())
               for k, m in maps.items()}
@@ -415,10 +412,12 @@ results01 = {"saturation": dict(zip(c10.dtype, c10.gap_measured)), "first_zero":
              "lemma22_fall_share": fall_share}
 claim_table = claims.evaluate(claims01.CLAIMS, results01)
 display(claims.display_table(claim_table).style.hide(axis="index"))
-glue("n_held_01", int((claim_table["verdict"] == "held").sum()), display=False)
-glue("n_claims_01", len(claim_table), display=False)
 
 # %% tags=["remove-cell"]
+from softlib.tooling.record import record
+
+glue("n_held_01", int((claim_table["verdict"] == "held").sum()), display=False)
+glue("n_claims_01", len(claim_table), display=False)
 record("01_softmax_lemmas", prof.name, {
     "saturation": table[["dtype", "num_classes", "gap_measured", "gap_predicted"]].to_dict("records"),
     "claims": claims.for_record(claim_table),

@@ -106,6 +106,8 @@ rows = [{"model": k, "test accuracy": st.meta.get("test_acc", {}).get(k, np.nan)
          "training loss by epoch": " > ".join(f"{v:.3f}" for v in m.meta.get("train_loss", [])),
          "cache key": m.key[:12]} for k, m in st.models.items()]
 display(pd.DataFrame(rows))
+
+# %% tags=["remove-cell"]
 glue("ch04_setting_desc", st.note, display=False)
 glue("ch04_n_selected", len(st.x), display=False)
 glue("ch04_fig_model", fig_model, display=False)
@@ -146,6 +148,8 @@ nat_table = pd.DataFrame([{
     "lowest top activation with softmax == 1.0": r["min_act_soft_one"],
 } for k, r in natural.items()])
 display(nat_table.round(3))
+
+# %% tags=["remove-cell"]
 glue("ch04_nat_what", nat_what, display=False)
 glue("ch04_nat_max", ", ".join(f"{r['max']:.1f} ({k})" for k, r in natural.items()), display=False)
 glue("ch04_paper_nat_max", paper.NATURAL_MAX_ACTIVATION, display=False)
@@ -183,6 +187,8 @@ for units in ("paper", "unit"):
     r = oo.over_optimize(st.models[fig_model], st.x[:k_demo], settings.random_targets(st.y, st.num_classes, seed)[:k_demo],
                          iters=iters, pixel_scale=runner.pixel_scale(units), device=device, progress=False)
     demo[units] = r["target_act"][:, -1, 0] - r["target_act"][:, 0, 0]
+
+# %% tags=["remove-cell"]
 for key, value in {"k_demo": k_demo, "rise_paper": float(np.median(demo["paper"])),
                    "rise_unit": float(np.median(demo["unit"])), "pixel_units": pixel_units, "scale": scale}.items():
     glue(f"ch04_{key}", value, display=False)
@@ -212,6 +218,8 @@ arrays, meta = runner.transfer_experiment(st, iters=iters, seed=seed, pixel_unit
 wall = meta.get("wall_s", {})
 wall_total = float(sum(wall.values())) if wall else float("nan")
 per_100x100 = wall_total / (len(st.x) * iters) * 100 * 100 if wall else float("nan")
+
+# %% tags=["remove-cell"]
 glue("ch04_run_how", "computed" if wall and time.perf_counter() - t_run > 0.5 * wall_total else "loaded from the cache",
      display=False)
 for key, value in {"n_sources": len(names), "wall_total": wall_total, "run_device": meta.get("device", "?"),
@@ -264,6 +272,8 @@ cmp1 = pd.DataFrame({
 ours1 = desc1[["step", "confidence", "ca1", "ca2"]].rename(columns={"confidence": "our confidence", "ca1": "our CA1", "ca2": "our CA2"})
 display(pd.concat([cmp1.iloc[: len(ours1)].reset_index(drop=True), ours1.reset_index(drop=True)], axis=1).round(4))
 adv1 = desc1.iloc[1:]
+
+# %% tags=["remove-cell"]
 glue("ch04_fig1_example", f"Image {i1}, label {label(int(st.y[i1]))}, target {label(int(c1[0]))}", display=False)
 glue("ch04_fig1_text", Markdown(
     "The adversarial versions read a float32 softmax of " + ", ".join(f"{v:.6g}" for v in adv1["confidence"])
@@ -299,6 +309,8 @@ ours2 = desc2[["step", "confidence", "ca1", "ca2", "ca3"]].rename(
     columns={"confidence": "our confidence", "ca1": "our CA1", "ca2": "our CA2", "ca3": "our CA3"})
 display(pd.concat([cmp2.iloc[: len(ours2)].reset_index(drop=True), ours2.reset_index(drop=True)], axis=1).round(3))
 adv2 = desc2.iloc[1:]
+
+# %% tags=["remove-cell"]
 glue("ch04_fig2_example", f"Image {i2}, label {label(int(st.y[i2]))}, optimised classes {label(int(c2[0]))} "
      f"and {label(int(c2[1]))}", display=False)
 glue("ch04_fig2_conf", " -> ".join(f"{v:.3f}" for v in adv2["confidence"]) or "none", display=False)
@@ -328,6 +340,8 @@ kept = pd.concat([c.groupby(["source", "other"])[["n_kept", "n_total"]].first().
                   for a, c in curves.items()]).reset_index()
 kept["dropped"] = kept["n_total"] - kept["n_kept"]
 display(kept)
+
+# %% tags=["remove-cell"]
 for key, value in {"dropped_min": int(kept["dropped"].min()), "dropped_max": int(kept["dropped"].max()),
                    "paper_dropped_min": paper.FILTERED_RANGE[0], "paper_dropped_max": paper.FILTERED_RANGE[1]}.items():
     glue(f"ch04_{key}", value, display=False)
@@ -345,6 +359,8 @@ sat = aggregation.saturation_table(arrays, natural)
 display(sat.round(3))
 ov = sat[sat["attack"] == "overoptimized"]
 mc = sat[sat["attack"] == "multiclass"]
+
+# %% tags=["remove-cell"]
 glue("ch04_sat_act", ", ".join(f"{r['CA1 when softmax hits 1.0 (median)']:.1f} ({r['source']})" for _, r in ov.iterrows()),
      display=False)
 glue("ch04_sat_gap", nanmed(ov["gap when softmax hits 1.0 (median)"]), display=False)
@@ -383,6 +399,8 @@ corr = pd.concat([correlations.rank_correlations(arrays, a).assign(attack=a) for
 cols = ["attack", "source", "other", "n_kept", "curve_act_rho", "curve_act_p", "curve_soft_rho", "curve_soft_p",
         "mid_step", "mid_pct", "ex_act_rho", "ex_act_p", "ex_soft_rho", "ex_soft_p"]
 display(corr[cols].round(4))
+
+# %% tags=["remove-cell"]
 for a in runner.ATTACKS:
     for key, value in correlations.correlation_summary(corr, a).items():
         glue(f"ch04_{a}_{key}", value, display=False)
@@ -424,6 +442,8 @@ display(claims04.pair_table(results04))
 claim_table = claims.evaluate(list(claims04.CLAIMS), results04)
 display(claims.display_table(claim_table).style.hide(axis="index"))
 counts = claim_table["verdict"].value_counts()
+
+# %% tags=["remove-cell"]
 glue("ch04_n_claims", len(claim_table), display=False)
 glue("ch04_verdict_counts", ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS), display=False)
 glue("ch04_setting_name", st.name, display=False)
@@ -467,4 +487,3 @@ record("04_overoptimization_transferability", prof.name, {
     "pairs": claims04.pair_table(results04).to_dict("records"),
     "claims": claims.for_record(claim_table),
 }, wall_s=time.perf_counter() - t0)
-display(Markdown(f"Notebook ran in {time.perf_counter() - t0:.0f} s (profile {prof.name})."))

@@ -209,6 +209,8 @@ curves = outcomes.rates_table(examples)
 auc_tab = c5.auc_table(results)
 display(auc_tab.style.format({"eps": "{:.3g}", "ours": "{:.1f}", "low": "{:.1f}", "high": "{:.1f}", "paper": "{:.1f}",
                               "diff": "{:+.1f}"}).hide(axis="index"))
+
+# %% tags=["remove-cell"]
 glue("ch05_min_adv", c5.MIN_ADV, display=False)
 
 # %% [markdown]
@@ -313,6 +315,8 @@ fig.tight_layout()
 plt.show()
 kept_cells, left_out = c5.grid_cells(results)
 rho = c5.grid_rho(results)
+
+# %% tags=["remove-cell"]
 for key, value in {"n_cells": len(kept_cells), "acc_bar": 100 * c5.ACC_BAR["mnist"], "rho": rho.fmt(2),
                    "grid_acc_min": 100 * float(grid_df.test_acc.min()),
                    "grid_acc_max": 100 * float(grid_df.test_acc.max())}.items():
@@ -347,6 +351,8 @@ results["n_boot"], results["seed"] = prof.n_boot, seed
 claim_table = claims.evaluate(c5.CLAIMS, results)
 display(claims.display_table(claim_table).style.hide(axis="index"))
 counts = claim_table["verdict"].value_counts()
+
+# %% tags=["remove-cell"]
 glue("ch05_n_claims", len(claim_table), display=False)
 glue("ch05_verdict_counts", ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS), display=False)
 glue("ch05_claims_left_out", f"Left out of every verdict: {'; '.join(excluded.values())}." if excluded else "",
@@ -383,6 +389,8 @@ for s_ in range(seed, seed + n_seeds):
 seed_table = pd.DataFrame(seed_rows)
 if n_seeds > 1:
     display(seed_table.drop(columns="seed").groupby("loss").agg(["mean", "min", "max"]).round(2))
+
+# %% tags=["remove-cell"]
 glue("ch05_seeds_text", Markdown(
     f"Mean, min and max over {n_seeds} training seeds ({seed} to {seed + n_seeds - 1})." if n_seeds > 1 else
     "This profile trains one seed per model (`seeds = 1`): the spread over training seeds is not measured here; "
@@ -402,4 +410,3 @@ record("05_detection_vs_robustness", prof.name, {
     "grid_rho": rho.as_dict(), "grid_left_out": left_out, "seeds": seed_table.to_dict("records"),
     "claims": claims.for_record(claim_table),
 }, wall_s=wall)
-display(Markdown(f"Chapter wall time: {wall:.0f} s (models and attacks are cached: a second run is much faster)."))

@@ -68,7 +68,7 @@ from softlib.validate import SoftlibError, check_float, check_int, check_noteboo
 check_notebook_parameters()  # refuses parameters this notebook does not declare
 use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 t_start = time.perf_counter()
 prof = get_profile(profile)
 seed = check_int("seed", seed, low=0)
@@ -79,14 +79,23 @@ combos = C6.parse_combos(detectors)
 curve_combos = [c for c in C6.parse_combos(curve_detectors) if c in combos] if curve_detectors else []
 sz = C6.sizes(prof)
 seed_everything(seed)
-display(Markdown(f"""
-**Run settings.** Profile `{prof.name}` ({prof.description}); device `{get_device()}`; chapter 03's CNN on
-MNIST and its detectors ({len(combos)} detector × representation pairs). Each attack starts from
-{sz.n_attack} correctly classified test images, with L∞ budgets {eps_list}; PGD attacks run {sz.steps} steps
-(step 2.5 eps / steps), {sz.restarts} restart(s), {1 + sz.search_steps} round(s) of the λ search.
-Detection metrics compare the {prof.n_test} legitimate test images of chapter 03 with the *successful*
-adversarial images.
-"""))
+
+# %% tags=["remove-cell"]
+# the run settings the prose quotes, glued as text
+for key, value in {"profile": prof.name, "profile_desc": prof.description, "device": str(get_device()),
+                   "n_pairs": len(combos), "n_attack": sz.n_attack, "eps_list": ", ".join(f"{e:g}" for e in eps_list),
+                   "steps": sz.steps, "restarts": sz.restarts, "rounds": 1 + sz.search_steps,
+                   "n_test": prof.n_test}.items():
+    glue(f"{key}_06", value, display=False)
+
+# %% [markdown]
+# **Run settings.** Profile **{glue:text}`profile_06`** ({glue:text}`profile_desc_06`); device
+# {glue:text}`device_06`; chapter 03's CNN on MNIST and its detectors ({glue:text}`n_pairs_06`
+# detector × representation pairs). Each attack starts from {glue:text}`n_attack_06` correctly
+# classified test images, with L∞ budgets {glue:text}`eps_list_06`; PGD attacks run
+# {glue:text}`steps_06` steps (step 2.5 eps / steps), {glue:text}`restarts_06` restart(s),
+# {glue:text}`rounds_06` round(s) of the λ search. Detection metrics compare the
+# {glue:text}`n_test_06` legitimate test images of chapter 03 with the *successful* adversarial images.
 
 # %% [markdown]
 # ## The classifier, the detectors and their thresholds
@@ -102,7 +111,12 @@ ctx = C6.load_context(model, prof, combos, seed=seed)
 display(pd.DataFrame({"detector": [D.DETECTOR_NAMES[d] for d, _ in combos], "feature": [f for _, f in combos],
                       "95%-TPR threshold": [ctx.thresholds[c] for c in combos],
                       "legit score std": [ctx.scales[c] for c in combos]}).style.format(precision=4).hide(axis="index"))
-display(Markdown(f"Test accuracy on chapter 03's legitimate test set: {100 * ctx.extra['test_acc']:.2f}%."))
+
+# %% tags=["remove-cell"]
+glue("test_acc_06", f"{100 * ctx.extra['test_acc']:.2f}", display=False)
+
+# %% [markdown]
+# Test accuracy on chapter 03's legitimate test set: {glue:text}`test_acc_06`%.
 
 # %% [markdown]
 # ## Sanity check 1: with λ = 0 the attack is chapter 03's BIM
@@ -115,8 +129,15 @@ display(Markdown(f"Test accuracy on chapter 03's legitimate test set: {100 * ctx
 # %%
 check0 = C6.check_lambda0(ctx, combos)
 display(check0.style.format(precision=3).hide(axis="index"))
-display(Markdown(f"Largest pixel difference from chapter 03's BIM set: {check0.attrs['max_pixel_diff']:.2e} over "
-                 f"{check0.attrs['n']} images; same prediction on {100 * check0.attrs['same_prediction']:.1f}% of them."))
+
+# %% tags=["remove-cell"]
+glue("max_pixel_diff_06", f"{check0.attrs['max_pixel_diff']:.2e}", display=False)
+glue("n_check_06", check0.attrs["n"], display=False)
+glue("same_pred_06", f"{100 * check0.attrs['same_prediction']:.1f}", display=False)
+
+# %% [markdown]
+# The largest pixel difference from chapter 03's BIM set is {glue:text}`max_pixel_diff_06` over
+# {glue:text}`n_check_06` images; the prediction is the same on {glue:text}`same_pred_06`% of them.
 
 # %% [markdown]
 # ## Non-adaptive against adaptive, per detector and representation
@@ -214,6 +235,8 @@ curve = C6.steps_curve(ctx, curve_combos, eps_main, raw=raw)
 undef = C6.undefended_success(ctx, 0.3, raw=raw)
 sanity = C6.sanity_table(check0, curve, undef)
 display(sanity.style.hide(axis="index"))
+
+# %% tags=["remove-cell"]
 glue("sanity_06", f"{int(sanity['passed'].sum())} of {len(sanity)}", display=False)
 
 # %% tags=["hide-input"]
@@ -258,6 +281,8 @@ claim_table = claims.evaluate(C6.claims(combos, eps_list), {"reps": reps})
 display(claims.display_table(claim_table).style.hide(axis="index"))
 overall = C6.overall_verdict(claim_table, eps_main)
 overall_small = C6.overall_verdict(claim_table, eps_small)
+
+# %% tags=["remove-cell"]
 glue("overall_06", overall, display=False)
 glue("overall_06_small", overall_small, display=False)
 glue("verdicts_06", C6.verdicts_line(claim_table, eps_main), display=False)
@@ -289,4 +314,3 @@ record(C6.CHAPTER, prof.name, {
     "claims": claims.for_record(claim_table), "overall_verdict": overall, "overall_verdict_small_eps": overall_small,
     "grid_s": grid_s,
 }, wall_s=wall)
-display(Markdown(f"Chapter wall time: {wall:.0f} s."))
