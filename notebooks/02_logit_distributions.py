@@ -133,10 +133,10 @@ glue("deepfool_default_steps_02", DEFAULT_STEPS["deepfool"], display=False)
 # %% [markdown]
 # ## The classifier and the sets
 #
-# The network comes from `softlib.zoo` (trained once, then cached): 000's custom CNN (table 1) is
+# The network comes from `softlib.zoo` (trained once, then cached): the submission's custom CNN (table 1) is
 # trained with RMSprop, batch 64 and augmentation; the quick profile trains it for 3 epochs instead of
 # 30, with a cosine learning-rate decay so that it converges (at least 99% test accuracy, against
-# 000's 99.6%): a verdict must not depend on where an unconverged run happened to stop.
+# the submission's 99.6%): a verdict must not depend on where an unconverged run happened to stop.
 #
 # Attack settings (`softlib.attacks`, `softlib.sets.attack_settings`): the submission used CleverHans v2.1
 # with its defaults. FGSM is one step of size $\epsilon$; BIM 10 steps of $\epsilon/6$ (CleverHans's
@@ -173,11 +173,11 @@ dropped = [s for s in names if s not in shown]
 
 acc = 100 * model.meta["test_acc"]
 acc_rows = [{"model": f"{arch} on {dataset}", "ours %": acc,
-             "000 %": p000.ACCURACY[(paper_model, dataset)],
-             "002 %": p002.ACCURACY if (paper_model, dataset) == ("custom", "mnist") else np.nan}]
+             "submission %": p000.ACCURACY[(paper_model, dataset)],
+             "Aigrain & Detyniecki %": p002.ACCURACY if (paper_model, dataset) == ("custom", "mnist") else np.nan}]
 acc_frame = pd.DataFrame(acc_rows)
-acc_frame["ours - 000"] = acc_frame["ours %"] - acc_frame["000 %"]
-display(acc_frame.style.format("{:.2f}", subset=["ours %", "000 %", "002 %", "ours - 000"], na_rep="").hide(axis="index"))
+acc_frame["ours - submission"] = acc_frame["ours %"] - acc_frame["submission %"]
+display(acc_frame.style.format("{:.2f}", subset=list(acc_frame.columns[1:]), na_rep="").hide(axis="index"))
 
 
 # %% tags=["hide-input"]
@@ -190,8 +190,7 @@ for s in names:
                      "tries": m["n_tried"] if ls.family in ("adversarial", "errors") else np.nan,
                      "steps": (sets.attack_settings(s, dataset=dataset, profile=prof)["steps"]
                                if ls.family == "adversarial" else np.nan),
-                     "build s": m["wall_s"], "device": m.get("device", ""), "stand-in": m["stand_in"],
-                     "note": m["note"]})
+                     "build s": m["wall_s"], "device": m.get("device", ""), "stand-in": m["stand_in"]})
 set_frame = pd.DataFrame(set_rows)
 display(set_frame.style.format({"success %": "{:.1f}", "tries": "{:.0f}", "steps": "{:.0f}", "build s": "{:.1f}"},
                                na_rep="")
@@ -290,7 +289,8 @@ others = {s: frame[(frame["set"] == s) & (frame["representation"] == "logits")][
           for s in shown if s != legit}
 tt = stats.ttest_table(legit_mean, others, reference_name=LABELS[legit])
 tt_show = tt.assign(set=tt["set"].map(LABELS))
-display(tt_show.style.format({c: "{:.3f}" for c in tt.columns if tt[c].dtype.kind == "f"})
+display(tt_show.drop(columns=["t (Student)", "t (Welch)"]).style
+        .format({c: "{:.3f}" for c in tt.columns if tt[c].dtype.kind == "f" and not c.startswith("t (")})
         .format({"p (Student)": stats.format_p, "p (Welch)": stats.format_p}).hide(axis="index"))
 
 # %% [markdown]
@@ -343,11 +343,11 @@ glue("noise_not_held_02", "; ".join(noise_tt.loc[~noise_tt["legit higher"], "set
 
 # %% tags=["hide-input"]
 fig2_sets = [s for s in [legit, "gaussian", "natural" if stand_in else "cifar10", "fgsm", "maxconf"] if s in shown]
-panels = {"000 figure 2": fig2_sets,
-          "adversarial (000 figure 3)": [legit, *[s for s in attacks if s in shown]],
-          "OOD (000 figure 4)": [legit, *[s for s in ood if s in shown]]}
+panels = {"submission's figure 2": fig2_sets,
+          "adversarial (submission's figure 3)": [legit, *[s for s in attacks if s in shown]],
+          "OOD (submission's figure 4)": [legit, *[s for s in ood if s in shown]]}
 if errors and "errors" in shown:
-    panels["errors (002 figure 2)"] = [legit, "errors"]
+    panels["errors (Aigrain & Detyniecki's figure 2)"] = [legit, "errors"]
 plots.minmax_figure(frame, panels, labels=LABELS)
 plt.show()
 
@@ -479,7 +479,7 @@ results02 = {
 # the same chapter run with other training seeds (softlib.tooling.notebooks runs them first): pooled into the verdicts
 claim_table, seeds_note = pooled_claims("02_logit_distributions", claims02.CLAIMS, results02, arch=arch,
                                         dataset=dataset, profile=prof, seed=seed)
-display(claims.display_table(claim_table).style.hide(axis="index"))
+display(claims.display_table(claim_table).style.hide(axis="index").set_table_attributes('class="wrap"'))
 
 # %% tags=["remove-cell"]
 counts = claim_table["verdict"].value_counts()
@@ -492,7 +492,7 @@ glue("recorded_note_02", Markdown(claims.recorded_note("02_logit_distributions")
 # {glue:md}`seeds_note_02:myst` {glue:md}`recorded_note_02:myst`
 #
 # {glue:text}`n_held_02` of the {glue:text}`n_claims_02` claims held in this run. The noise sets
-# decide the first one: 000 does not define its Gaussian and uniform noise (we use ODIN's, see
+# decide the first one: the submission does not define its Gaussian and uniform noise (we use ODIN's, see
 # `softlib.ood`), so a noise set whose images are brighter than MNIST's can have a *higher*
 # average logit, and the claim then rests on a definition the paper left open.
 

@@ -83,7 +83,7 @@ glue("ch04_setting_note", Markdown("" if setting_name == "imagenet" else
 # %% [markdown]
 # Profile **{glue:text}`ch04_profile`** ({glue:text}`ch04_profile_desc`); setting
 # **{glue:text}`ch04_setting`**; {glue:text}`ch04_n` images, {glue:text}`ch04_iters` iterations
-# (004: {glue:text}`ch04_paper_n` and {glue:text}`ch04_paper_iters`); device {glue:text}`ch04_device`.
+# (Ozbulak et al.: {glue:text}`ch04_paper_n` and {glue:text}`ch04_paper_iters`); device {glue:text}`ch04_device`.
 #
 # {glue:md}`ch04_setting_note:myst`
 
@@ -104,8 +104,8 @@ names = list(st.models)
 fig_model = settings.FIGURE_MODEL[st.name]
 rows = [{"model": k, "test accuracy": st.meta.get("test_acc", {}).get(k, np.nan),
          "training loss by epoch": " > ".join(f"{v:.3f}" for v in m.meta.get("train_loss", [])),
-         "cache key": m.key[:12]} for k, m in st.models.items()]
-display(pd.DataFrame(rows))
+         } for k, m in st.models.items()]
+display(pd.DataFrame(rows).style.format({"test accuracy": "{:.3f}"}).hide(axis="index"))
 
 # %% tags=["remove-cell"]
 glue("ch04_setting_desc", st.note, display=False)
@@ -147,7 +147,7 @@ nat_table = pd.DataFrame([{
     "share with softmax == 1.0": r["soft_one"],
     "lowest top activation with softmax == 1.0": r["min_act_soft_one"],
 } for k, r in natural.items()])
-display(nat_table.round(3))
+display(nat_table.style.format(precision=3).hide(axis="index"))
 
 # %% tags=["remove-cell"]
 glue("ch04_nat_what", nat_what, display=False)
@@ -159,7 +159,7 @@ glue("ch04_nat_soft_one", ", ".join(f"{100 * r['soft_one']:.2f}% of natural imag
 
 # %% [markdown]
 # Over {glue:text}`ch04_nat_what`, the highest class activation is {glue:text}`ch04_nat_max`
-# (004: about {glue:text}`ch04_paper_nat_max:.0f` on ResNet-50). A float32 softmax of exactly 1.0
+# (Ozbulak et al.: about {glue:text}`ch04_paper_nat_max:.0f` on ResNet-50). A float32 softmax of exactly 1.0
 # needs a gap of about {glue:text}`ch04_gap_theory:.1f` between the two largest logits;
 # {glue:text}`ch04_nat_soft_one` already read 1.0.
 
@@ -197,7 +197,7 @@ for key, value in {"k_demo": k_demo, "rise_paper": float(np.median(demo["paper"]
 # On the {glue:text}`ch04_fig_model`, over {glue:text}`ch04_iters` steps, the target logit of
 # {glue:text}`ch04_k_demo` images rises by a median of **{glue:text}`ch04_rise_paper:.3g`** with the
 # $[0, 255]$ reading and **{glue:text}`ch04_rise_unit:.3g`** with $\alpha$ on the $[0, 1]$ scale. The
-# literal reading cannot produce 004's activations of $10^2$ to $4\cdot 10^3$ in 500 steps; the
+# literal reading cannot produce Ozbulak et al.'s activations of $10^2$ to $4\cdot 10^3$ in 500 steps; the
 # authors' public code (github.com/utkuozbulak/pytorch-cnn-adversarial-attacks) steps on the model's
 # normalised input, a scale close to $[0, 1]$. The chapter uses
 # pixel units {glue:text}`ch04_pixel_units` (step multiplier $\alpha/S^2$ with
@@ -285,9 +285,9 @@ glue("ch04_nat_fig_target", float(natural[fig_model]["per_class"][int(c1[0])]), 
 glue("ch04_paper_nat_target", paper.NATURAL_MAX_TARGET_ACTIVATION, display=False)
 
 # %% [markdown]
-# {glue:text}`ch04_fig1_example`. {glue:md}`ch04_fig1_text:myst`; 004's went from about 1e2 to 4e3 (x40).
+# {glue:text}`ch04_fig1_example`. {glue:md}`ch04_fig1_text:myst`; Ozbulak et al.'s went from about 1e2 to 4e3 (x40).
 # The highest natural activation on this model is {glue:text}`ch04_nat_fig_max:.1f` and the highest
-# natural activation of the target class is {glue:text}`ch04_nat_fig_target:.1f` (004:
+# natural activation of the target class is {glue:text}`ch04_nat_fig_target:.1f` (Ozbulak et al.:
 # {glue:text}`ch04_paper_nat_max:.0f` and {glue:text}`ch04_paper_nat_target:.0f`).
 
 # %% [markdown]
@@ -348,7 +348,7 @@ for key, value in {"dropped_min": int(kept["dropped"].min()), "dropped_max": int
 
 # %% [markdown]
 # Data cleaning drops {glue:text}`ch04_dropped_min` to {glue:text}`ch04_dropped_max` of
-# {glue:text}`ch04_n_selected` examples per pair (004: {glue:text}`ch04_paper_dropped_min` to
+# {glue:text}`ch04_n_selected` examples per pair (Ozbulak et al.: {glue:text}`ch04_paper_dropped_min` to
 # {glue:text}`ch04_paper_dropped_max` of {glue:text}`ch04_paper_n`).
 
 # %% [markdown]
@@ -375,9 +375,9 @@ glue("ch04_paper_plateau", paper.MULTICLASS_SOFTMAX_PLATEAU, display=False)
 # Over-optimised: the float32 softmax first reads 1.0 at a median top activation of
 # {glue:text}`ch04_sat_act`, i.e. a gap of about {glue:text}`ch04_sat_gap:.1f` to the second logit
 # (theory: {glue:text}`ch04_gap_theory:.1f`). After {glue:text}`ch04_iters` steps the median top
-# activation is {glue:text}`ch04_final_act`, against 004's 1e2, 5e2 and 4e3 on ResNet-50 and natural
+# activation is {glue:text}`ch04_final_act`, against Ozbulak et al.'s 1e2, 5e2 and 4e3 on ResNet-50 and natural
 # maxima of {glue:text}`ch04_nat_maxima`. Multi-class: the median final softmax is
-# {glue:text}`ch04_mc_soft` (004: stuck at about {glue:text}`ch04_paper_plateau`).
+# {glue:text}`ch04_mc_soft` (Ozbulak et al.: stuck at about {glue:text}`ch04_paper_plateau`).
 
 # %% [markdown]
 # ## Do activations or softmax go with transferability? Rank correlations
@@ -425,7 +425,7 @@ for a in runner.ATTACKS:
 # %% [markdown]
 # ## The paper's claims, and what our run says
 #
-# Each claim quotes 004, states the criterion and where it comes from (004's own comparison where
+# Each claim quotes the paper, states the criterion and where it comes from (Ozbulak et al.'s own comparison where
 # it gives no number), and is decided per ordered pair of models by the 95% bootstrap interval
 # (over the examples) of the deciding number: **held** when the whole interval is on the claim's
 # side in every pair, **not held** when it is wholly on the other side in some pair,
@@ -440,7 +440,7 @@ results04 = {"arrays": arrays, "natural_max": {k: r["max"] for k, r in natural.i
              "n_boot": prof.n_boot, "seed": seed}
 display(claims04.pair_table(results04))
 claim_table = claims.evaluate(list(claims04.CLAIMS), results04)
-display(claims.display_table(claim_table).style.hide(axis="index"))
+display(claims.display_table(claim_table).style.hide(axis="index").set_table_attributes('class="wrap"'))
 counts = claim_table["verdict"].value_counts()
 
 # %% tags=["remove-cell"]

@@ -9,7 +9,7 @@
 # # 06. Adaptive attacks: do logit-based detectors survive an attacker who knows them?
 #
 # Chapters 02 and 03 found that detectors fed with logits separate adversarial examples from
-# legitimate images better than the same detectors fed with softmax probabilities (paper 000,
+# legitimate images better than the same detectors fed with softmax probabilities (the submission of chapters 02-03,
 # section 4.5). But every adversarial set there was made by an attacker who ignores the
 # detector. None of the four papers attacks its own detectors, and the history of adversarial
 # detection says this matters: Carlini & Wagner ("Adversarial examples are not easily detected",
@@ -102,7 +102,7 @@ for key, value in {"profile": prof.name, "profile_desc": prof.description, "devi
 #
 # The model and every set come from the cache chapter 03 filled; the detectors are fitted as in
 # chapter 03 (the NN detector on logits, softmax or hidden features of the legitimate images and of
-# 000's eight adversarial and OOD training sets). The threshold of each detector accepts 95% of the
+# the submission's eight adversarial and OOD training sets). The threshold of each detector accepts 95% of the
 # legitimate test images: an image scoring at or above it passes as legitimate.
 
 # %%
@@ -142,7 +142,7 @@ glue("same_pred_06", f"{100 * check0.attrs['same_prediction']:.1f}", display=Fal
 # %% [markdown]
 # ## Non-adaptive against adaptive, per detector and representation
 #
-# Four attacks per budget: chapter 03's **BIM** (the non-adaptive attack of 000); **PGD, λ = 0**
+# Four attacks per budget: chapter 03's **BIM** (the non-adaptive attack of the submission); **PGD, λ = 0**
 # (the adaptive attack's own budget, margin loss and restarts, but blind to the detector: is a drop
 # due to knowing the detector or to a stronger attack?); **logit matching** (no detector, logits
 # pulled toward clean logits of the runner-up class); and the **adaptive** PGD aimed at that
@@ -270,15 +270,15 @@ plt.show()
 # %% [markdown]
 # ## The claims under adaptive attack
 #
-# 000 section 4.5's comparison re-tested with the attacker aiming at each detector: AUROC on
+# The submission's section 4.5 comparison re-tested with the attacker aiming at each detector: AUROC on
 # logits minus AUROC on softmax, each against the adaptive attack on that detector, with a 95%
-# paired bootstrap interval (the same resamples on both sides), at each budget. And 000 section
+# paired bootstrap interval (the same resamples on both sides), at each budget. And the submission's section
 # 4.4's "close to perfection" for the NN detector on logits. The numbers beside the deciding one:
 # the same difference against chapter 03's BIM, and the difference in robust accuracy.
 
 # %%
 claim_table = claims.evaluate(C6.claims(combos, eps_list), {"reps": reps})
-display(claims.display_table(claim_table).style.hide(axis="index"))
+display(claims.display_table(claim_table).style.hide(axis="index").set_table_attributes('class="wrap"'))
 overall = C6.overall_verdict(claim_table, eps_main)
 overall_small = C6.overall_verdict(claim_table, eps_small)
 
