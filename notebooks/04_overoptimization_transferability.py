@@ -270,7 +270,8 @@ cmp1 = pd.DataFrame({
     "panel": fig1["panel"], "paper confidence": fig1["confidence"], "paper CA1": fig1["ca1"], "paper CA2": fig1["ca2"],
 })
 ours1 = desc1[["step", "confidence", "ca1", "ca2"]].rename(columns={"confidence": "our confidence", "ca1": "our CA1", "ca2": "our CA2"})
-display(pd.concat([cmp1.iloc[: len(ours1)].reset_index(drop=True), ours1.reset_index(drop=True)], axis=1).round(4))
+display(pd.concat([cmp1.iloc[: len(ours1)].reset_index(drop=True), ours1.reset_index(drop=True)], axis=1)
+        .style.format(precision=4).hide(axis="index"))
 adv1 = desc1.iloc[1:]
 
 # %% tags=["remove-cell"]
@@ -307,7 +308,8 @@ cmp2 = pd.DataFrame({"panel": fig2["panel"], "paper confidence": fig2["confidenc
                      "paper CA2": fig2["ca2"], "paper CA3": fig2["ca3"]})
 ours2 = desc2[["step", "confidence", "ca1", "ca2", "ca3"]].rename(
     columns={"confidence": "our confidence", "ca1": "our CA1", "ca2": "our CA2", "ca3": "our CA3"})
-display(pd.concat([cmp2.iloc[: len(ours2)].reset_index(drop=True), ours2.reset_index(drop=True)], axis=1).round(3))
+display(pd.concat([cmp2.iloc[: len(ours2)].reset_index(drop=True), ours2.reset_index(drop=True)], axis=1)
+        .style.format(precision=3).hide(axis="index"))
 adv2 = desc2.iloc[1:]
 
 # %% tags=["remove-cell"]
@@ -339,7 +341,7 @@ for a, fig_no in (("overoptimized", 4), ("multiclass", 5)):
 kept = pd.concat([c.groupby(["source", "other"])[["n_kept", "n_total"]].first().assign(attack=a)
                   for a, c in curves.items()]).reset_index()
 kept["dropped"] = kept["n_total"] - kept["n_kept"]
-display(kept)
+display(kept.style.hide(axis="index"))
 
 # %% tags=["remove-cell"]
 for key, value in {"dropped_min": int(kept["dropped"].min()), "dropped_max": int(kept["dropped"].max()),
@@ -356,7 +358,7 @@ for key, value in {"dropped_min": int(kept["dropped"].min()), "dropped_max": int
 
 # %% tags=["hide-input"]
 sat = aggregation.saturation_table(arrays, natural)
-display(sat.round(3))
+display(sat.style.format(precision=3).hide(axis="index"))
 ov = sat[sat["attack"] == "overoptimized"]
 mc = sat[sat["attack"] == "multiclass"]
 
@@ -398,7 +400,7 @@ glue("ch04_paper_plateau", paper.MULTICLASS_SOFTMAX_PLATEAU, display=False)
 corr = pd.concat([correlations.rank_correlations(arrays, a).assign(attack=a) for a in runner.ATTACKS], ignore_index=True)
 cols = ["attack", "source", "other", "n_kept", "curve_act_rho", "curve_act_p", "curve_soft_rho", "curve_soft_p",
         "mid_step", "mid_pct", "ex_act_rho", "ex_act_p", "ex_soft_rho", "ex_soft_p"]
-display(corr[cols].round(4))
+display(corr[cols].style.format(precision=4).hide(axis="index"))
 
 # %% tags=["remove-cell"]
 for a in runner.ATTACKS:
@@ -438,7 +440,7 @@ for a in runner.ATTACKS:
 # %%
 results04 = {"arrays": arrays, "natural_max": {k: r["max"] for k, r in natural.items()},
              "n_boot": prof.n_boot, "seed": seed}
-display(claims04.pair_table(results04))
+display(claims04.pair_table(results04).style.hide(axis="index"))
 claim_table = claims.evaluate(list(claims04.CLAIMS), results04)
 display(claims.display_table(claim_table).style.hide(axis="index").set_table_attributes('class="wrap"'))
 counts = claim_table["verdict"].value_counts()
