@@ -268,7 +268,7 @@ glue("ch01_exact_grad_50", float(exact["grad_exact"][-1]), display=False)
 # sense that matters: past a gap of roughly $\ln\frac{C-1}{u'}$ the confidence is exactly 1.0,
 # stays 1.0 for every larger top logit, and its gradient with respect to that logit is exactly 0
 # (the tests check this on random logits). Confidence cannot tell an input at gap 20 from one at
-# gap 2000 (004 figure 1: activations of about 100, 500 and 4000 all shown as confidence 1).
+# gap 2000 (Ozbulak et al.'s figure 1: activations of about 100, 500 and 4000 all shown as confidence 1).
 # Two refinements: the whole output becomes $(1,0,\dots,0)$ only much later, when $e^{-g}$
 # underflows, and the exact saturation point depends on where the kernel rounds
 # (float16/bfloat16 are computed in float32 by torch) and on its summation order.
@@ -381,7 +381,7 @@ for key, value in {"neg_p1_first": neg["p1"][0], "neg_p1_last": neg["p1"][-1], "
 
 # %% [markdown]
 # **The paper's claim and whether it held.** Lemma 2.2 holds when the other outputs are
-# (numerically) zero, which is its proof's assumption and the situation of 004 figure 2
+# (numerically) zero, which is its proof's assumption and the situation of Ozbulak et al.'s figure 2
 # (ImageNet, two classes far above the other 998): raising the top logit less than a rival's
 # lowers the confidence, and an attacker can therefore raise activations and lower confidence at
 # the same time. It is not true as stated for a softmax whose other outputs are still
@@ -392,7 +392,7 @@ for key, value in {"neg_p1_first": neg["p1"][0], "neg_p1_last": neg["p1"][-1], "
 # finite precision the loss is total (Lemma 2.1: the confidence and its gradient freeze);
 # in any precision it can be steered (Lemma 2.2). **Chapter 04** measures both on trained
 # networks: over-optimised adversarial examples whose confidence sits at 1.0 while their
-# logits, and their transferability, keep growing (004 figures 3 to 5).
+# logits, and their transferability, keep growing (Ozbulak et al.'s figures 3 to 5).
 
 # %% [markdown]
 # ## The claims, decided
@@ -402,11 +402,8 @@ for key, value in {"neg_p1_first": neg["p1"][0], "neg_p1_last": neg["p1"][-1], "
 # with. The claims and their tests live in `softlib.chapters.ch01.claims`.
 
 # %%
-from myst_nb import glue
-
 from softlib import claims
 from softlib.chapters.ch01 import claims as claims01
-from softlib.tooling.record import record
 
 fall_share = {("negligible" if "negligible" in k else "present"): float((m["change"][m["applies"]] < 0).mean())
               for k, m in maps.items()}
@@ -414,11 +411,13 @@ c10 = table[table.num_classes == num_classes]
 results01 = {"saturation": dict(zip(c10.dtype, c10.gap_measured)), "first_zero": first_zero,
              "lemma22_fall_share": fall_share}
 claim_table = claims.evaluate(claims01.CLAIMS, results01)
-display(claims.display_table(claim_table).style.hide(axis="index"))
-glue("n_held_01", int((claim_table["verdict"] == "held").sum()), display=False)
-glue("n_claims_01", len(claim_table), display=False)
+display(claims.display_table(claim_table).style.hide(axis="index").set_table_attributes('class="wrap"'))
 
 # %% tags=["remove-cell"]
+from softlib.tooling.record import record
+
+glue("n_held_01", int((claim_table["verdict"] == "held").sum()), display=False)
+glue("n_claims_01", len(claim_table), display=False)
 record("01_softmax_lemmas", prof.name, {
     "saturation": table[["dtype", "num_classes", "gap_measured", "gap_predicted"]].to_dict("records"),
     "claims": claims.for_record(claim_table),

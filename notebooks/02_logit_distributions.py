@@ -67,7 +67,7 @@ from softlib.data import available as data_available
 from softlib.paper import introspection as p002
 from softlib.paper import softmax_hinders as p000
 from softlib.profiles import get_profile
-from softlib.tooling.record import record, seed_replicates
+from softlib.tooling.record import pooled_claims, record
 from softlib.runtime import get_device, seed_everything
 from softlib.validate import SoftlibError, check_choice, check_list, check_notebook_parameters, check_seed
 
@@ -76,7 +76,7 @@ from softlib.plots import use_book_style
 check_notebook_parameters()  # refuses parameters this notebook does not declare
 use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 t_start = time.perf_counter()
 prof = get_profile(profile)
 check_choice("arch", arch, tuple(p000.ARCH_TO_MODEL))
@@ -105,24 +105,38 @@ legit = dataset
 n_set = prof.n_figure
 names = [legit, *ood, *attacks, *(["errors"] if errors else [])]
 LABELS = {s: sets.SET_NAMES.get(s, s) for s in names}
+
+# %% tags=["remove-cell"]
+# the run settings the prose quotes, glued as text (this run's values, not constants)
+for key, value in {"profile": prof.name, "profile_desc": prof.description, "device": str(device), "arch": arch,
+                   "paper_model": p000.MODEL_NAMES[paper_model], "dataset": dataset, "seed": seed,
+                   "n_set": n_set, "shortcuts": prof.shortcuts or "none"}.items():
+    glue(f"{key}_02", value, display=False)
+glue("stand_in_note_02", Markdown(
+    "**CIFAR-10 is not on disk**: the OOD natural-image set is the *stand-in* `natural` (random crops of the two "
+    "photos scikit-learn ships, in grey 28×28; see `softlib.ood`). It is labelled \"Natural (stand-in)\" "
+    "everywhere below." if stand_in else ""), display=False)
+glue("smoke_note_02", "(Smoke profile: the network is barely trained; these numbers mean nothing.)"
+     if prof.name == "smoke" else "", display=False)
 # the attack section's prose quotes these: the budget of this run, not a constant
 glue("deepfool_steps_02", sets.attack_settings("deepfool", dataset=dataset, profile=prof)["steps"], display=False)
 glue("deepfool_default_steps_02", DEFAULT_STEPS["deepfool"], display=False)
-display(Markdown(f"""
-**Run settings.** Profile `{prof.name}` ({prof.description}); device `{device}`; model `{arch}`
-(000: {p000.MODEL_NAMES[paper_model]}) on **{dataset}**, seed {seed}; {n_set} examples per set
-(000 figure 1: 1000). Profile shortcuts: {prof.shortcuts}.
-""" + ("\n**CIFAR-10 is not on disk**: the OOD natural-image set is the *stand-in* `natural` (random crops "
-       "of the two photos scikit-learn ships, in grey 28×28; see `softlib.ood`). It is labelled "
-       "\"Natural (stand-in)\" everywhere below." if stand_in else "")))
+
+# %% [markdown]
+# **Run settings.** Profile **{glue:text}`profile_02`** ({glue:text}`profile_desc_02`); device
+# {glue:text}`device_02`; model {glue:text}`arch_02` (the submission's {glue:text}`paper_model_02`) on
+# **{glue:text}`dataset_02`**, training seed {glue:text}`seed_02`; {glue:text}`n_set_02` examples per
+# set (the submission's figure 1: 1000). Profile shortcuts: {glue:text}`shortcuts_02`.
+#
+# {glue:md}`stand_in_note_02:myst`
 
 # %% [markdown]
 # ## The classifier and the sets
 #
-# The network comes from `softlib.zoo` (trained once, then cached): 000's custom CNN (table 1) is
+# The network comes from `softlib.zoo` (trained once, then cached): the submission's custom CNN (table 1) is
 # trained with RMSprop, batch 64 and augmentation; the quick profile trains it for 3 epochs instead of
 # 30, with a cosine learning-rate decay so that it converges (at least 99% test accuracy, against
-# 000's 99.6%): a verdict must not depend on where an unconverged run happened to stop.
+# the submission's 99.6%): a verdict must not depend on where an unconverged run happened to stop.
 #
 # Attack settings (`softlib.attacks`, `softlib.sets.attack_settings`): the submission used CleverHans v2.1
 # with its defaults. FGSM is one step of size $\epsilon$; BIM 10 steps of $\epsilon/6$ (CleverHans's
@@ -159,11 +173,11 @@ dropped = [s for s in names if s not in shown]
 
 acc = 100 * model.meta["test_acc"]
 acc_rows = [{"model": f"{arch} on {dataset}", "ours %": acc,
-             "000 %": p000.ACCURACY[(paper_model, dataset)],
-             "002 %": p002.ACCURACY if (paper_model, dataset) == ("custom", "mnist") else np.nan}]
+             "submission %": p000.ACCURACY[(paper_model, dataset)],
+             "Aigrain & Detyniecki %": p002.ACCURACY if (paper_model, dataset) == ("custom", "mnist") else np.nan}]
 acc_frame = pd.DataFrame(acc_rows)
-acc_frame["ours - 000"] = acc_frame["ours %"] - acc_frame["000 %"]
-display(acc_frame.style.format("{:.2f}", subset=["ours %", "000 %", "002 %", "ours - 000"], na_rep="").hide(axis="index"))
+acc_frame["ours - submission"] = acc_frame["ours %"] - acc_frame["submission %"]
+display(acc_frame.style.format("{:.2f}", subset=list(acc_frame.columns[1:]), na_rep="").hide(axis="index"))
 
 
 # %% tags=["hide-input"]
@@ -176,23 +190,28 @@ for s in names:
                      "tries": m["n_tried"] if ls.family in ("adversarial", "errors") else np.nan,
                      "steps": (sets.attack_settings(s, dataset=dataset, profile=prof)["steps"]
                                if ls.family == "adversarial" else np.nan),
-                     "build s": m["wall_s"], "device": m.get("device", ""), "stand-in": m["stand_in"],
-                     "note": m["note"]})
+                     "build s": m["wall_s"], "device": m.get("device", ""), "stand-in": m["stand_in"]})
 set_frame = pd.DataFrame(set_rows)
 display(set_frame.style.format({"success %": "{:.1f}", "tries": "{:.0f}", "steps": "{:.0f}", "build s": "{:.1f}"},
                                na_rep="")
         .hide(axis="index"))
+
+# %% tags=["remove-cell"]
 adv_rates = {s: 100 * test_sets[s].meta["success_rate"] for s in attacks}
-display(Markdown(
-    f"Test accuracy **{acc:.2f}%** (000 section 4.3: {p000.ACCURACY[(paper_model, dataset)]}%"
-    + (f"; 002 table 1: {p002.ACCURACY}%" if (paper_model, dataset) == ("custom", "mnist") else "") + "). "
-    "Attack success rates (share of correctly classified source images the attack made misclassified): "
-    + ", ".join(f"{ATTACK_NAMES[a]} {adv_rates[a]:.1f}% over {test_sets[a].meta['n_tried']} images" for a in attacks)
-    + ". The papers do not report theirs. `build s` is the time it took to build the set when it was first "
-    "cached (on the device shown)."
-    + (f" **Sets with fewer than 2 examples are left out of the statistics: {', '.join(LABELS[s] for s in dropped)}.**"
-       if dropped else "")
-))
+glue("acc_02", f"{acc:.2f}", display=False)
+glue("acc_papers_02", f"the submission, section 4.3: {p000.ACCURACY[(paper_model, dataset)]}%"
+     + (f"; Aigrain & Detyniecki, table 1: {p002.ACCURACY}%" if (paper_model, dataset) == ("custom", "mnist") else ""),
+     display=False)
+glue("attack_rates_02", ", ".join(f"{ATTACK_NAMES[a]} {adv_rates[a]:.1f}% over {test_sets[a].meta['n_tried']} images"
+                                  for a in attacks), display=False)
+glue("dropped_02", Markdown(f"**Sets with fewer than 2 examples are left out of the statistics: "
+                            f"{', '.join(LABELS[s] for s in dropped)}.**" if dropped else ""), display=False)
+
+# %% [markdown]
+# Test accuracy **{glue:text}`acc_02`%** ({glue:text}`acc_papers_02`). Attack success rates (the
+# share of correctly classified source images that the attack made misclassified):
+# {glue:text}`attack_rates_02`. The papers do not report theirs. `build s` is the time it took to
+# build the set when it was first cached (on the device shown). {glue:md}`dropped_02:myst`
 
 # %% [markdown]
 # A few examples of each set (the first 8; for adversarial sets and errors the caption is
@@ -225,8 +244,6 @@ if stand_in:
     plots.image_grid({f"{part} crops (photo columns {ood_lib.NATURAL_REGIONS[part][0]:.0%}-"
                       f"{ood_lib.NATURAL_REGIONS[part][1]:.0%})": ls.x for part, ls in nat.items()}, n=8)
     plt.show()
-else:
-    display(Markdown("CIFAR-10 is on disk: the stand-in is not used in this run."))
 
 # %% [markdown]
 # ## The submission's figure 1: the average logit per example
@@ -247,10 +264,16 @@ fig.tight_layout()
 plt.show()
 soft_mean = frame.loc[frame["representation"] == "softmax", "mean"].to_numpy()
 soft_dev = float(np.abs(soft_mean - 1 / num_classes).max())
-display(Markdown(
-    f"Softmax average over all {len(soft_mean)} examples of all sets: every one equals $1/C = {1 / num_classes:g}$ "
-    f"up to **{soft_dev:.1e}** (float64 rounding): the softmax erases the average logit completely."
-))
+
+# %% tags=["remove-cell"]
+glue("n_soft_02", len(soft_mean), display=False)
+glue("inv_c_02", f"{1 / num_classes:g}", display=False)
+glue("soft_dev_02", f"{soft_dev:.1e}", display=False)
+
+# %% [markdown]
+# The softmax average of every one of the {glue:text}`n_soft_02` examples of all sets equals
+# $1/C$ = {glue:text}`inv_c_02` up to **{glue:text}`soft_dev_02`** (float64 rounding): the softmax
+# erases the average logit completely.
 
 # %% [markdown]
 # ### Student's t-test: MNIST against each set
@@ -266,12 +289,13 @@ others = {s: frame[(frame["set"] == s) & (frame["representation"] == "logits")][
           for s in shown if s != legit}
 tt = stats.ttest_table(legit_mean, others, reference_name=LABELS[legit])
 tt_show = tt.assign(set=tt["set"].map(LABELS))
-display(tt_show.style.format({c: "{:.3f}" for c in tt.columns if tt[c].dtype.kind == "f"})
+display(tt_show.drop(columns=["t (Student)", "t (Welch)"]).style
+        .format({c: "{:.3f}" for c in tt.columns if tt[c].dtype.kind == "f" and not c.startswith("t (")})
         .format({"p (Student)": stats.format_p, "p (Welch)": stats.format_p}).hide(axis="index"))
-display(Markdown(
-    "The verdict on this claim (with an interval on every difference) is in the claims section at the end."
-    + (" (Smoke profile: the network is barely trained; these numbers mean nothing.)" if prof.name == "smoke" else "")
-))
+
+# %% [markdown]
+# The verdict on this claim (with an interval on every difference) is in the claims section at the
+# end. {glue:text}`smoke_note_02`
 
 # %% [markdown]
 # ### How much claim 1 depends on the noise definition
@@ -292,6 +316,8 @@ noise_tt = ood_lib.noise_reading_table(model, legit_mean, dataset=dataset, n=n_s
 display(noise_tt[["set", "% pixels clipped", "mean set", "difference", "p (Welch)", "legit higher"]]
         .style.format({"% pixels clipped": "{:.1f}", "mean set": "{:.2f}", "difference": "{:+.2f}",
                        "p (Welch)": stats.format_p}).hide(axis="index"))
+
+# %% tags=["remove-cell"]
 glue("noise_held_02", int(noise_tt["legit higher"].sum()), display=False)
 glue("noise_total_02", len(noise_tt), display=False)
 glue("noise_not_held_02", "; ".join(noise_tt.loc[~noise_tt["legit higher"], "set"]) or "none", display=False)
@@ -317,11 +343,11 @@ glue("noise_not_held_02", "; ".join(noise_tt.loc[~noise_tt["legit higher"], "set
 
 # %% tags=["hide-input"]
 fig2_sets = [s for s in [legit, "gaussian", "natural" if stand_in else "cifar10", "fgsm", "maxconf"] if s in shown]
-panels = {"000 figure 2": fig2_sets,
-          "adversarial (000 figure 3)": [legit, *[s for s in attacks if s in shown]],
-          "OOD (000 figure 4)": [legit, *[s for s in ood if s in shown]]}
+panels = {"submission's figure 2": fig2_sets,
+          "adversarial (submission's figure 3)": [legit, *[s for s in attacks if s in shown]],
+          "OOD (submission's figure 4)": [legit, *[s for s in ood if s in shown]]}
 if errors and "errors" in shown:
-    panels["errors (002 figure 2)"] = [legit, "errors"]
+    panels["errors (Aigrain & Detyniecki's figure 2)"] = [legit, "errors"]
 plots.minmax_figure(frame, panels, labels=LABELS)
 plt.show()
 
@@ -374,11 +400,15 @@ ml["max softmax %"] = [100 * stats.softmax(logits[s]).max(axis=1).mean() for s i
 ml_show = ml.assign(set=ml["set"].map(LABELS))
 display(ml_show.style.format("{:.2f}", subset=[c for c in ml.columns if c not in ("set", "n")], na_rep="")
         .hide(axis="index"))
-display(Markdown(
-    "Absolute values depend on the network's training (002's reached 99.65%); the order of the means and "
-    "their intervals are decided in the claims section below."
-    + ("" if same_setup else " (002 has no numbers for this model / data set.)")
-))
+
+# %% tags=["remove-cell"]
+glue("ml_paper_note_02", "" if same_setup else "(Aigrain & Detyniecki have no numbers for this model or data set.)",
+     display=False)
+
+# %% [markdown]
+# Absolute values depend on the network's training (Aigrain & Detyniecki's reached 99.65%); the
+# order of the means and their intervals are decided in the claims section below.
+# {glue:text}`ml_paper_note_02`
 
 # %% [markdown]
 # ## Other models (paper profile)
@@ -412,9 +442,14 @@ if run_other_models:
     display(other.style.format("{:.2f}", subset=["acc %", "000 acc %", "mean logit (legit)", "mean logit (set)",
                                                  "max logit (set)"])
             .format({"p (Student)": stats.format_p, "p (Welch)": stats.format_p}).hide(axis="index"))
-else:
-    display(Markdown(f"Skipped here (profile `{prof.name}`, device `{device}`): run with `profile=\"paper\"` on a GPU, "
-                     "or set `other_models=True`."))
+
+# %% tags=["remove-cell"]
+glue("other_models_note_02", Markdown("" if run_other_models else
+                                      f"Skipped in this run (profile `{prof.name}`, device `{device}`): run with "
+                                      "`profile=\"paper\"` on a GPU, or set `other_models=True`."), display=False)
+
+# %% [markdown]
+# {glue:md}`other_models_note_02:myst`
 
 # %% [markdown]
 # ## The papers' claims against our numbers
@@ -442,20 +477,22 @@ results02 = {
     "separation": separation, "softmax_mean_dev": soft_dev, "n_boot": prof.n_boot, "seed": seed, "stand_in": stand_in,
 }
 # the same chapter run with other training seeds (softlib.tooling.notebooks runs them first): pooled into the verdicts
-replicate_keys = {k: zoo.model_key(arch, dataset, prof, k) for k in range(1, prof.cnn_seeds)} if seed == 0 else {}
-replicates, seeds_note = seed_replicates("02_logit_distributions", prof.name, replicate_keys)
-claim_table = claims.evaluate(claims02.CLAIMS, results02, replicates)
-display(claims.display_table(claim_table).style.hide(axis="index"))
-display(Markdown(seeds_note + " " + claims.recorded_note("02_logit_distributions")))
+claim_table, seeds_note = pooled_claims("02_logit_distributions", claims02.CLAIMS, results02, arch=arch,
+                                        dataset=dataset, profile=prof, seed=seed)
+display(claims.display_table(claim_table).style.hide(axis="index").set_table_attributes('class="wrap"'))
 
 # %% tags=["remove-cell"]
 counts = claim_table["verdict"].value_counts()
 glue("n_claims_02", len(claim_table), display=False)
 glue("n_held_02", int(counts.get("held", 0)), display=False)
+glue("seeds_note_02", Markdown(seeds_note), display=False)
+glue("recorded_note_02", Markdown(claims.recorded_note("02_logit_distributions")), display=False)
 
 # %% [markdown]
+# {glue:md}`seeds_note_02:myst` {glue:md}`recorded_note_02:myst`
+#
 # {glue:text}`n_held_02` of the {glue:text}`n_claims_02` claims held in this run. The noise sets
-# decide the first one: 000 does not define its Gaussian and uniform noise (we use ODIN's, see
+# decide the first one: the submission does not define its Gaussian and uniform noise (we use ODIN's, see
 # `softlib.ood`), so a noise set whose images are brighter than MNIST's can have a *higher*
 # average logit, and the claim then rests on a definition the paper left open.
 
@@ -476,4 +513,3 @@ record("02_logit_distributions", prof.name, {
     "claims": claims.for_record(claim_table),
     "other_models": other_rows,
 }, wall_s=wall, seed=seed)
-display(Markdown(f"Chapter run time: {wall:.0f} s (sets and models come from the cache when already built)."))

@@ -69,7 +69,7 @@ from softlib.metrics import AUPR_RULES, roc_points
 from softlib.paper import introspection as p002
 from softlib.paper import softmax_hinders as p000
 from softlib.profiles import get_profile
-from softlib.tooling.record import record, seed_replicates
+from softlib.tooling.record import pooled_claims, record
 from softlib.runtime import get_device, seed_everything
 from softlib.validate import SoftlibError, check_choice, check_list, check_notebook_parameters, check_seed
 
@@ -78,7 +78,7 @@ from softlib.plots import use_book_style
 check_notebook_parameters()  # refuses parameters this notebook does not declare
 use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 t_start = time.perf_counter()
 prof = get_profile(profile)
 check_choice("in_distribution", in_distribution, ("mnist", "cifar10"))
@@ -92,15 +92,28 @@ if "nn" not in detectors:
 seed_everything(seed)
 device = get_device()
 FEATURES = ("softmax", "logits")
-display(Markdown(f"""
-**Run settings.** Profile `{prof.name}` ({prof.description}); device `{device}`; model `{arch}`
-(000: {p000.MODEL_NAMES[paper_model]}) on **{in_distribution}**, seed {seed}. Detectors are fitted on
-{prof.n_fit} legitimate training images (000: {p000.N_FIT_LEGIT}); the NN detector also sees
-{prof.n_train_other} training examples of each other set (000: {p000.N_TRAIN_OTHER}), Introspection-Net
-{prof.n_train_other_introspection} (002: {p002.N_TRAIN_OTHER}), for {prof.detector_epochs} epochs
-(papers: {p000.DETECTOR_EPOCHS}); every test set holds up to {prof.n_test} images (000: {p000.N_TEST}).
-Profile shortcuts: {prof.shortcuts}.
-"""))
+
+# %% tags=["remove-cell"]
+# the run settings the prose quotes, glued as text (this run's values beside the papers')
+for key, value in {"profile": prof.name, "profile_desc": prof.description, "device": str(device), "arch": arch,
+                   "paper_model": p000.MODEL_NAMES[paper_model], "dataset": in_distribution, "seed": seed,
+                   "n_fit": prof.n_fit, "paper_n_fit": p000.N_FIT_LEGIT, "n_other": prof.n_train_other,
+                   "paper_n_other": p000.N_TRAIN_OTHER, "n_intro": prof.n_train_other_introspection,
+                   "paper_n_intro": p002.N_TRAIN_OTHER, "epochs": prof.detector_epochs,
+                   "paper_epochs": p000.DETECTOR_EPOCHS, "n_test": prof.n_test, "paper_n_test": p000.N_TEST,
+                   "shortcuts": prof.shortcuts or "none"}.items():
+    glue(f"{key}_03", value, display=False)
+
+# %% [markdown]
+# **Run settings.** Profile **{glue:text}`profile_03`** ({glue:text}`profile_desc_03`); device
+# {glue:text}`device_03`; model {glue:text}`arch_03` (the submission's {glue:text}`paper_model_03`) on
+# **{glue:text}`dataset_03`**, training seed {glue:text}`seed_03`. Detectors are fitted on
+# {glue:text}`n_fit_03` legitimate training images (the submission: {glue:text}`paper_n_fit_03`); the
+# NN detector also sees {glue:text}`n_other_03` training examples of each other set (the submission:
+# {glue:text}`paper_n_other_03`), Introspection-Net {glue:text}`n_intro_03` (Aigrain & Detyniecki:
+# {glue:text}`paper_n_intro_03`), for {glue:text}`epochs_03` epochs (the papers:
+# {glue:text}`paper_epochs_03`); every test set holds up to {glue:text}`n_test_03` images (the
+# submission: {glue:text}`paper_n_test_03`). Profile shortcuts: {glue:text}`shortcuts_03`.
 
 # %% [markdown]
 # ## The classifier and the sets
@@ -150,12 +163,20 @@ for s in [in_distribution, *other_sets]:
                      "attack success %": 100 * ls.meta.get("success_rate", np.nan),
                      "stand-in": bool(ls.meta.get("stand_in", False))})
 display(pd.DataFrame(set_rows).style.format({"attack success %": "{:.1f}"}, na_rep="").hide(axis="index"))
-display(Markdown(
-    f"Test accuracy of the classifier: **{acc:.2f}%** (000 section 4.3: "
-    f"{p000.ACCURACY[(paper_model, in_distribution)]}% for the {p000.MODEL_NAMES[paper_model]} on {in_distribution})."
-    + (" **CIFAR-10 is not on disk: the OOD natural-image set is the `natural` stand-in** (crops of two "
-       "photos, see `softlib.ood`); its rows play CIFAR-10's in the paper tables below." if stand_in else "")
-))
+
+# %% tags=["remove-cell"]
+glue("acc_03", f"{acc:.2f}", display=False)
+glue("paper_acc_03", p000.ACCURACY[(paper_model, in_distribution)], display=False)
+glue("stand_in_note_03", Markdown(
+    "**CIFAR-10 is not on disk: the OOD natural-image set is the `natural` stand-in** (crops of two photos, see "
+    "`softlib.ood`); its rows play CIFAR-10's in the paper tables below." if stand_in else ""), display=False)
+glue("stand_in_t2_03", " (the OOD group holds the natural-image stand-in instead of CIFAR-10)" if stand_in else "",
+     display=False)
+
+# %% [markdown]
+# Test accuracy of the classifier: **{glue:text}`acc_03`%** (the submission, section 4.3:
+# {glue:text}`paper_acc_03`% for the {glue:text}`paper_model_03` on {glue:text}`dataset_03`).
+# {glue:md}`stand_in_note_03:myst`
 
 # %% [markdown]
 # ## Fitting and scoring every detector on softmax and on logits
@@ -193,13 +214,17 @@ for det_name in detectors:
 
 per_set = tables.metrics_frame(scores000, legit, groups000)
 grouped = tables.group_means(per_set)
-display(Markdown(
-    "NN detector training: " + "; ".join(
-        f"on {f}: best epoch {i['best epoch']} of {prof.detector_epochs}, validation MSE {i['val MSE']:.4f}, "
-        f"{i['fit s']:.1f} s" for f, i in nn_info.items() if f in FEATURES)
-    + (f". The KDE on softmax needed a ridge on its covariance (softmax rows sum to 1, so the covariance "
-       f"is singular): {nn_info['kde ridge']}." if "kde ridge" in nn_info else ".")
-))
+
+# %% tags=["remove-cell"]
+glue("nn_training_03", "; ".join(
+    f"on {f}: best epoch {i['best epoch']} of {prof.detector_epochs}, validation MSE {i['val MSE']:.4f}, "
+    f"{i['fit s']:.1f} s" for f, i in nn_info.items() if f in FEATURES), display=False)
+glue("kde_ridge_03", "The KDE on softmax needed a ridge on its covariance (softmax rows sum to 1, so the covariance "
+     "is singular): " + ", ".join(f"{v:.2g} on {f}" for f, v in nn_info["kde ridge"].items()) + "."
+     if "kde ridge" in nn_info else "", display=False)
+
+# %% [markdown]
+# NN detector training: {glue:text}`nn_training_03`. {glue:text}`kde_ridge_03`
 
 # %% [markdown]
 # ## The submission's table 2: four detectors, logits for KDE and NN
@@ -214,11 +239,12 @@ ours_t2 = grouped[[(d, f) in TABLE2_CELLS for d, f in zip(grouped["detector"], g
 paper_t2 = p000.table2().query("model == @paper_model and dataset == @in_distribution")
 t2 = tables.side_by_side(ours_t2, paper_t2, rows=["group", "detector"])
 display(t2.style.format("{:.1f}", na_rep=""))
-display(Markdown(
-    f"Paper: 000 table 2, {p000.MODEL_NAMES[paper_model]} on {in_distribution}"
-    + (" (the OOD group contains the `natural` stand-in instead of CIFAR-10)" if stand_in else "")
-    + ". Per-set values (ours) follow."
-))
+
+# %% [markdown]
+# Paper: the submission's table 2, {glue:text}`paper_model_03` on
+# {glue:text}`dataset_03`{glue:text}`stand_in_t2_03`. Our values per set:
+
+# %% tags=["hide-input"]
 detail = per_set[[(d, f) in TABLE2_CELLS for d, f in zip(per_set["detector"], per_set["feature"])]]
 display(detail.pivot_table(index=["group", "set"], columns=["metric", "detector"], values="value", sort=False)
         .reindex(columns=["auroc", "fpr95"], level=0).style.format("{:.1f}"))
@@ -269,6 +295,8 @@ paper_ts = pd.DataFrame([{"feature": "logits", "alpha": "paper (table 2)", "grou
                           "AUROC": p000.lookup(paper_model, in_distribution, grp, "ts", "auroc")} for grp in p000.GROUPS])
 display(pd.concat([ts_alpha, paper_ts]).pivot_table(index=["feature", "alpha"], columns="group", values="AUROC",
                                                     sort=False)[list(p000.GROUPS)].style.format("{:.1f}"))
+
+# %% tags=["remove-cell"]
 ts_all = ts_alpha[(ts_alpha["feature"] == "logits") & (ts_alpha["group"] == "all")].set_index("alpha")["AUROC"]
 glue("ts_all_alpha0_03", f"{ts_all['0']:.1f}", display=False)
 glue("ts_all_alpha_default_03", f"{ts_all[f'{D.TRUST_ALPHA:g}']:.1f}", display=False)
@@ -372,12 +400,19 @@ paper002 = (p002.table2().query("model == @paper_model and dataset == @in_distri
             if exp002 in p002.TABLE2 else pd.DataFrame(columns=["set", "detector", "metric", "value"]))
 t002 = tables.side_by_side(per_set002, paper002, rows=["set", "detector"])
 display(t002.style.format("{:.1f}", na_rep=""))
-display(Markdown(
-    (f"Paper: 002 table 2, experiment {exp002}." if exp002 in p002.TABLE2 else
-     f"002 has no experiment for {exp002} (only {list(p002.TABLE2)}): `paper` is empty.")
-    + (" The `cifar10` rows are the `natural` stand-in." if stand_in else "")
-    + f" Positives: the {int(test_ok.sum())} correctly classified of {len(test_ok)} legitimate test images."
-))
+
+# %% tags=["remove-cell"]
+glue("paper002_03", Markdown(
+    (f"Paper: Aigrain & Detyniecki's table 2, the {p000.MODEL_NAMES[paper_model]} on {in_distribution}."
+     if exp002 in p002.TABLE2 else
+     f"Aigrain & Detyniecki have no experiment for the {p000.MODEL_NAMES[paper_model]} on {in_distribution}: "
+     "`paper` is empty.") + (" The `cifar10` rows are the `natural` stand-in." if stand_in else "")), display=False)
+glue("n_correct_03", int(test_ok.sum()), display=False)
+glue("n_legit_03", len(test_ok), display=False)
+
+# %% [markdown]
+# {glue:md}`paper002_03:myst` Positives: the {glue:text}`n_correct_03` correctly classified of
+# {glue:text}`n_legit_03` legitimate test images.
 
 # %% [markdown]
 # ## Beyond the papers: MaxLogit, Energy and Mahalanobis
@@ -409,7 +444,7 @@ display(modern_table.style.format("{:.1f}"))
 # carries sampling noise. We resample the test images of every set (1000 bootstrap resamples in
 # the quick and paper profiles) and score *all detectors on the same resamples* (a paired
 # bootstrap): a difference between two detectors then keeps only the noise that does not cancel.
-# The group averages of table 2 and 3 (AUROC, the metric 000 section 4.4 focuses on) with their
+# The group averages of table 2 and 3 (AUROC, the metric the submission's section 4.4 focuses on) with their
 # intervals, next to the paper's value. These intervals are over test images for this one trained
 # network; the claims below also pool the networks of the other training seeds.
 
@@ -434,7 +469,12 @@ auroc_ci = claims03.auroc_table(results03, sorted(scores000), paper_auroc)
 shown_ci = claims03.with_recorded(auroc_ci, claims.recorded_run("03_detectors") if prof.name != "paper" else None)
 display(shown_ci.style.format({"paper": "{:.1f}", "ours": "{:.1f}", "diff": "{:+.1f}", "recorded (paper settings)": "{:.1f}"},
                               na_rep="").hide(axis="index"))
-display(Markdown(claims.recorded_note("03_detectors")))
+
+# %% tags=["remove-cell"]
+glue("recorded_note_03", Markdown(claims.recorded_note("03_detectors")), display=False)
+
+# %% [markdown]
+# {glue:md}`recorded_note_03:myst`
 
 # %% [markdown]
 # ## The papers' claims against our numbers
@@ -456,13 +496,12 @@ display(Markdown(claims.recorded_note("03_detectors")))
 
 # %%
 # the same chapter run with other training seeds (softlib.tooling.notebooks runs them first): pooled into the verdicts
-replicate_keys = {k: zoo.model_key(arch, in_distribution, prof, k) for k in range(1, prof.cnn_seeds)} if seed == 0 else {}
-replicates, seeds_note = seed_replicates("03_detectors", prof.name, replicate_keys)
-claim_table = claims.evaluate(claims03.CLAIMS, results03, replicates)
-display(claims.display_table(claim_table).style.hide(axis="index"))
-display(Markdown(seeds_note + " " + claims.recorded_note("03_detectors")))
+claim_table, seeds_note = pooled_claims("03_detectors", claims03.CLAIMS, results03, arch=arch,
+                                        dataset=in_distribution, profile=prof, seed=seed)
+display(claims.display_table(claim_table).style.hide(axis="index").set_table_attributes('class="wrap"'))
 
 # %% tags=["remove-cell"]
+glue("seeds_note_03", Markdown(seeds_note), display=False)
 verdict_counts = claim_table["verdict"].value_counts()
 glue("n_claims_03", len(claim_table), display=False)
 glue("n_held_03", int(verdict_counts.get("held", 0)), display=False)
@@ -472,21 +511,23 @@ glue("nn_all_auroc_03", claims03.estimate(claims03.grp(results03, "nn", "logits"
 glue("nn_all_auroc_paper_03", p000.lookup(paper_model, in_distribution, "all", "nn", "auroc"), display=False)
 
 # %% [markdown]
+# {glue:md}`seeds_note_03:myst` {glue:md}`recorded_note_03:myst`
+#
 # Of the {glue:text}`n_claims_03` claims, {glue:text}`n_held_03` held, {glue:text}`n_not_held_03`
 # did not and {glue:text}`n_undetermined_03` stayed undetermined at this profile's sample sizes.
-# The NN detector on logits reaches an All-AUROC of {glue:text}`nn_all_auroc_03` (000: {glue:text}`nn_all_auroc_paper_03`).
+# The NN detector on logits reaches an All-AUROC of {glue:text}`nn_all_auroc_03` (the submission: {glue:text}`nn_all_auroc_paper_03`).
 # Where CIFAR-10 is not on disk, the OOD group holds the natural-image stand-in, and every claim
 # that touches the OOD group says so in its "why" column. The book's Claims page gathers these
 # verdicts with those of the other chapters and, where one was recorded, of the papers' settings.
 
-# %%
+# %% tags=["remove-cell"]
 best_modern = max(modern, key=lambda d: tables.value(grouped_modern, detector=d, group="all", metric="auroc",
                                                      feature="hidden" if d == "mahalanobis" else "logits")) if modern else None
-if best_modern:
-    bm = tables.value(grouped_modern, detector=best_modern, group="all", metric="auroc",
-                      feature="hidden" if best_modern == "mahalanobis" else "logits")
-    glue("best_modern_03", D.DETECTOR_NAMES[best_modern], display=False)
-    glue("best_modern_auroc_03", f"{bm:.1f}", display=False)
+bm = tables.value(grouped_modern, detector=best_modern, group="all", metric="auroc",
+                  feature="hidden" if best_modern == "mahalanobis" else "logits") if best_modern else float("nan")
+# with `modern = []` (the seed replicates) the sentence below still reads, and says none ran
+glue("best_modern_03", D.DETECTOR_NAMES[best_modern] if best_modern else "none (none was run)", display=False)
+glue("best_modern_auroc_03", f"{bm:.1f}" if best_modern else "n/a", display=False)
 
 # %% [markdown]
 # Beyond the papers, the best of the three later detectors that see no OOD data is
@@ -506,4 +547,3 @@ record("03_detectors", prof.name, {
     "trust_score_alpha": ts_alpha.to_dict("records"), "aupr_conventions": aupr_conv.to_dict("records"),
     "claims": claims.for_record(claim_table),
 }, wall_s=wall, seed=seed)
-display(Markdown(f"Chapter wall time: {wall:.0f} s (the model and the sets are cached: a second run is faster)."))

@@ -83,7 +83,7 @@ glue("ch04_setting_note", Markdown("" if setting_name == "imagenet" else
 # %% [markdown]
 # Profile **{glue:text}`ch04_profile`** ({glue:text}`ch04_profile_desc`); setting
 # **{glue:text}`ch04_setting`**; {glue:text}`ch04_n` images, {glue:text}`ch04_iters` iterations
-# (004: {glue:text}`ch04_paper_n` and {glue:text}`ch04_paper_iters`); device {glue:text}`ch04_device`.
+# (Ozbulak et al.: {glue:text}`ch04_paper_n` and {glue:text}`ch04_paper_iters`); device {glue:text}`ch04_device`.
 #
 # {glue:md}`ch04_setting_note:myst`
 
@@ -104,8 +104,10 @@ names = list(st.models)
 fig_model = settings.FIGURE_MODEL[st.name]
 rows = [{"model": k, "test accuracy": st.meta.get("test_acc", {}).get(k, np.nan),
          "training loss by epoch": " > ".join(f"{v:.3f}" for v in m.meta.get("train_loss", [])),
-         "cache key": m.key[:12]} for k, m in st.models.items()]
-display(pd.DataFrame(rows))
+         } for k, m in st.models.items()]
+display(pd.DataFrame(rows).style.format({"test accuracy": "{:.3f}"}).hide(axis="index"))
+
+# %% tags=["remove-cell"]
 glue("ch04_setting_desc", st.note, display=False)
 glue("ch04_n_selected", len(st.x), display=False)
 glue("ch04_fig_model", fig_model, display=False)
@@ -145,7 +147,9 @@ nat_table = pd.DataFrame([{
     "share with softmax == 1.0": r["soft_one"],
     "lowest top activation with softmax == 1.0": r["min_act_soft_one"],
 } for k, r in natural.items()])
-display(nat_table.round(3))
+display(nat_table.style.format(precision=3).hide(axis="index"))
+
+# %% tags=["remove-cell"]
 glue("ch04_nat_what", nat_what, display=False)
 glue("ch04_nat_max", ", ".join(f"{r['max']:.1f} ({k})" for k, r in natural.items()), display=False)
 glue("ch04_paper_nat_max", paper.NATURAL_MAX_ACTIVATION, display=False)
@@ -155,7 +159,7 @@ glue("ch04_nat_soft_one", ", ".join(f"{100 * r['soft_one']:.2f}% of natural imag
 
 # %% [markdown]
 # Over {glue:text}`ch04_nat_what`, the highest class activation is {glue:text}`ch04_nat_max`
-# (004: about {glue:text}`ch04_paper_nat_max:.0f` on ResNet-50). A float32 softmax of exactly 1.0
+# (Ozbulak et al.: about {glue:text}`ch04_paper_nat_max:.0f` on ResNet-50). A float32 softmax of exactly 1.0
 # needs a gap of about {glue:text}`ch04_gap_theory:.1f` between the two largest logits;
 # {glue:text}`ch04_nat_soft_one` already read 1.0.
 
@@ -183,6 +187,8 @@ for units in ("paper", "unit"):
     r = oo.over_optimize(st.models[fig_model], st.x[:k_demo], settings.random_targets(st.y, st.num_classes, seed)[:k_demo],
                          iters=iters, pixel_scale=runner.pixel_scale(units), device=device, progress=False)
     demo[units] = r["target_act"][:, -1, 0] - r["target_act"][:, 0, 0]
+
+# %% tags=["remove-cell"]
 for key, value in {"k_demo": k_demo, "rise_paper": float(np.median(demo["paper"])),
                    "rise_unit": float(np.median(demo["unit"])), "pixel_units": pixel_units, "scale": scale}.items():
     glue(f"ch04_{key}", value, display=False)
@@ -191,7 +197,7 @@ for key, value in {"k_demo": k_demo, "rise_paper": float(np.median(demo["paper"]
 # On the {glue:text}`ch04_fig_model`, over {glue:text}`ch04_iters` steps, the target logit of
 # {glue:text}`ch04_k_demo` images rises by a median of **{glue:text}`ch04_rise_paper:.3g`** with the
 # $[0, 255]$ reading and **{glue:text}`ch04_rise_unit:.3g`** with $\alpha$ on the $[0, 1]$ scale. The
-# literal reading cannot produce 004's activations of $10^2$ to $4\cdot 10^3$ in 500 steps; the
+# literal reading cannot produce Ozbulak et al.'s activations of $10^2$ to $4\cdot 10^3$ in 500 steps; the
 # authors' public code (github.com/utkuozbulak/pytorch-cnn-adversarial-attacks) steps on the model's
 # normalised input, a scale close to $[0, 1]$. The chapter uses
 # pixel units {glue:text}`ch04_pixel_units` (step multiplier $\alpha/S^2$ with
@@ -212,6 +218,8 @@ arrays, meta = runner.transfer_experiment(st, iters=iters, seed=seed, pixel_unit
 wall = meta.get("wall_s", {})
 wall_total = float(sum(wall.values())) if wall else float("nan")
 per_100x100 = wall_total / (len(st.x) * iters) * 100 * 100 if wall else float("nan")
+
+# %% tags=["remove-cell"]
 glue("ch04_run_how", "computed" if wall and time.perf_counter() - t_run > 0.5 * wall_total else "loaded from the cache",
      display=False)
 for key, value in {"n_sources": len(names), "wall_total": wall_total, "run_device": meta.get("device", "?"),
@@ -262,8 +270,11 @@ cmp1 = pd.DataFrame({
     "panel": fig1["panel"], "paper confidence": fig1["confidence"], "paper CA1": fig1["ca1"], "paper CA2": fig1["ca2"],
 })
 ours1 = desc1[["step", "confidence", "ca1", "ca2"]].rename(columns={"confidence": "our confidence", "ca1": "our CA1", "ca2": "our CA2"})
-display(pd.concat([cmp1.iloc[: len(ours1)].reset_index(drop=True), ours1.reset_index(drop=True)], axis=1).round(4))
+display(pd.concat([cmp1.iloc[: len(ours1)].reset_index(drop=True), ours1.reset_index(drop=True)], axis=1)
+        .style.format(precision=4).hide(axis="index"))
 adv1 = desc1.iloc[1:]
+
+# %% tags=["remove-cell"]
 glue("ch04_fig1_example", f"Image {i1}, label {label(int(st.y[i1]))}, target {label(int(c1[0]))}", display=False)
 glue("ch04_fig1_text", Markdown(
     "The adversarial versions read a float32 softmax of " + ", ".join(f"{v:.6g}" for v in adv1["confidence"])
@@ -275,9 +286,9 @@ glue("ch04_nat_fig_target", float(natural[fig_model]["per_class"][int(c1[0])]), 
 glue("ch04_paper_nat_target", paper.NATURAL_MAX_TARGET_ACTIVATION, display=False)
 
 # %% [markdown]
-# {glue:text}`ch04_fig1_example`. {glue:md}`ch04_fig1_text:myst`; 004's went from about 1e2 to 4e3 (x40).
+# {glue:text}`ch04_fig1_example`. {glue:md}`ch04_fig1_text:myst`; Ozbulak et al.'s went from about 1e2 to 4e3 (x40).
 # The highest natural activation on this model is {glue:text}`ch04_nat_fig_max:.1f` and the highest
-# natural activation of the target class is {glue:text}`ch04_nat_fig_target:.1f` (004:
+# natural activation of the target class is {glue:text}`ch04_nat_fig_target:.1f` (Ozbulak et al.:
 # {glue:text}`ch04_paper_nat_max:.0f` and {glue:text}`ch04_paper_nat_target:.0f`).
 
 # %% [markdown]
@@ -297,8 +308,11 @@ cmp2 = pd.DataFrame({"panel": fig2["panel"], "paper confidence": fig2["confidenc
                      "paper CA2": fig2["ca2"], "paper CA3": fig2["ca3"]})
 ours2 = desc2[["step", "confidence", "ca1", "ca2", "ca3"]].rename(
     columns={"confidence": "our confidence", "ca1": "our CA1", "ca2": "our CA2", "ca3": "our CA3"})
-display(pd.concat([cmp2.iloc[: len(ours2)].reset_index(drop=True), ours2.reset_index(drop=True)], axis=1).round(3))
+display(pd.concat([cmp2.iloc[: len(ours2)].reset_index(drop=True), ours2.reset_index(drop=True)], axis=1)
+        .style.format(precision=3).hide(axis="index"))
 adv2 = desc2.iloc[1:]
+
+# %% tags=["remove-cell"]
 glue("ch04_fig2_example", f"Image {i2}, label {label(int(st.y[i2]))}, optimised classes {label(int(c2[0]))} "
      f"and {label(int(c2[1]))}", display=False)
 glue("ch04_fig2_conf", " -> ".join(f"{v:.3f}" for v in adv2["confidence"]) or "none", display=False)
@@ -327,14 +341,16 @@ for a, fig_no in (("overoptimized", 4), ("multiclass", 5)):
 kept = pd.concat([c.groupby(["source", "other"])[["n_kept", "n_total"]].first().assign(attack=a)
                   for a, c in curves.items()]).reset_index()
 kept["dropped"] = kept["n_total"] - kept["n_kept"]
-display(kept)
+display(kept.style.hide(axis="index"))
+
+# %% tags=["remove-cell"]
 for key, value in {"dropped_min": int(kept["dropped"].min()), "dropped_max": int(kept["dropped"].max()),
                    "paper_dropped_min": paper.FILTERED_RANGE[0], "paper_dropped_max": paper.FILTERED_RANGE[1]}.items():
     glue(f"ch04_{key}", value, display=False)
 
 # %% [markdown]
 # Data cleaning drops {glue:text}`ch04_dropped_min` to {glue:text}`ch04_dropped_max` of
-# {glue:text}`ch04_n_selected` examples per pair (004: {glue:text}`ch04_paper_dropped_min` to
+# {glue:text}`ch04_n_selected` examples per pair (Ozbulak et al.: {glue:text}`ch04_paper_dropped_min` to
 # {glue:text}`ch04_paper_dropped_max` of {glue:text}`ch04_paper_n`).
 
 # %% [markdown]
@@ -342,9 +358,11 @@ for key, value in {"dropped_min": int(kept["dropped"].min()), "dropped_max": int
 
 # %% tags=["hide-input"]
 sat = aggregation.saturation_table(arrays, natural)
-display(sat.round(3))
+display(sat.style.format(precision=3).hide(axis="index"))
 ov = sat[sat["attack"] == "overoptimized"]
 mc = sat[sat["attack"] == "multiclass"]
+
+# %% tags=["remove-cell"]
 glue("ch04_sat_act", ", ".join(f"{r['CA1 when softmax hits 1.0 (median)']:.1f} ({r['source']})" for _, r in ov.iterrows()),
      display=False)
 glue("ch04_sat_gap", nanmed(ov["gap when softmax hits 1.0 (median)"]), display=False)
@@ -359,9 +377,9 @@ glue("ch04_paper_plateau", paper.MULTICLASS_SOFTMAX_PLATEAU, display=False)
 # Over-optimised: the float32 softmax first reads 1.0 at a median top activation of
 # {glue:text}`ch04_sat_act`, i.e. a gap of about {glue:text}`ch04_sat_gap:.1f` to the second logit
 # (theory: {glue:text}`ch04_gap_theory:.1f`). After {glue:text}`ch04_iters` steps the median top
-# activation is {glue:text}`ch04_final_act`, against 004's 1e2, 5e2 and 4e3 on ResNet-50 and natural
+# activation is {glue:text}`ch04_final_act`, against Ozbulak et al.'s 1e2, 5e2 and 4e3 on ResNet-50 and natural
 # maxima of {glue:text}`ch04_nat_maxima`. Multi-class: the median final softmax is
-# {glue:text}`ch04_mc_soft` (004: stuck at about {glue:text}`ch04_paper_plateau`).
+# {glue:text}`ch04_mc_soft` (Ozbulak et al.: stuck at about {glue:text}`ch04_paper_plateau`).
 
 # %% [markdown]
 # ## Do activations or softmax go with transferability? Rank correlations
@@ -382,7 +400,9 @@ glue("ch04_paper_plateau", paper.MULTICLASS_SOFTMAX_PLATEAU, display=False)
 corr = pd.concat([correlations.rank_correlations(arrays, a).assign(attack=a) for a in runner.ATTACKS], ignore_index=True)
 cols = ["attack", "source", "other", "n_kept", "curve_act_rho", "curve_act_p", "curve_soft_rho", "curve_soft_p",
         "mid_step", "mid_pct", "ex_act_rho", "ex_act_p", "ex_soft_rho", "ex_soft_p"]
-display(corr[cols].round(4))
+display(corr[cols].style.format(precision=4).hide(axis="index"))
+
+# %% tags=["remove-cell"]
 for a in runner.ATTACKS:
     for key, value in correlations.correlation_summary(corr, a).items():
         glue(f"ch04_{a}_{key}", value, display=False)
@@ -407,7 +427,7 @@ for a in runner.ATTACKS:
 # %% [markdown]
 # ## The paper's claims, and what our run says
 #
-# Each claim quotes 004, states the criterion and where it comes from (004's own comparison where
+# Each claim quotes the paper, states the criterion and where it comes from (Ozbulak et al.'s own comparison where
 # it gives no number), and is decided per ordered pair of models by the 95% bootstrap interval
 # (over the examples) of the deciding number: **held** when the whole interval is on the claim's
 # side in every pair, **not held** when it is wholly on the other side in some pair,
@@ -420,10 +440,12 @@ for a in runner.ATTACKS:
 # %%
 results04 = {"arrays": arrays, "natural_max": {k: r["max"] for k, r in natural.items()},
              "n_boot": prof.n_boot, "seed": seed}
-display(claims04.pair_table(results04))
+display(claims04.pair_table(results04).style.hide(axis="index"))
 claim_table = claims.evaluate(list(claims04.CLAIMS), results04)
-display(claims.display_table(claim_table).style.hide(axis="index"))
+display(claims.display_table(claim_table).style.hide(axis="index").set_table_attributes('class="wrap"'))
 counts = claim_table["verdict"].value_counts()
+
+# %% tags=["remove-cell"]
 glue("ch04_n_claims", len(claim_table), display=False)
 glue("ch04_verdict_counts", ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS), display=False)
 glue("ch04_setting_name", st.name, display=False)
@@ -467,4 +489,3 @@ record("04_overoptimization_transferability", prof.name, {
     "pairs": claims04.pair_table(results04).to_dict("records"),
     "claims": claims.for_record(claim_table),
 }, wall_s=time.perf_counter() - t0)
-display(Markdown(f"Notebook ran in {time.perf_counter() - t0:.0f} s (profile {prof.name})."))

@@ -112,14 +112,14 @@ glue("ch05_eps_why", "0.3, the usual MNIST budget" if dataset != "cifar10" else 
 # %% [markdown]
 # **Run settings.** Profile {glue:text}`ch05_profile` ({glue:text}`ch05_profile_desc`). Data:
 # **{glue:text}`ch05_dataset`** ({glue:md}`ch05_dataset_note:myst`). Device: {glue:text}`ch05_device`.
-# Model: ResNet-{glue:text}`ch05_depth` (003: ResNet-32), batch {glue:text}`ch05_batch`,
-# {glue:text}`ch05_epochs` epoch(s) (003 table 1: 200) on {glue:text}`ch05_train_size` training
+# Model: ResNet-{glue:text}`ch05_depth` (the paper: ResNet-32), batch {glue:text}`ch05_batch`,
+# {glue:text}`ch05_epochs` epoch(s) (the paper's table 1: 200) on {glue:text}`ch05_train_size` training
 # images. Evaluation on {glue:text}`ch05_n_test` test images; the KDE is fitted on
 # {glue:text}`ch05_n_fit` training images. Attacks: L-inf FGSM, BIM and PGD with
-# n = {glue:text}`ch05_steps` iterations of size eps/{glue:text}`ch05_steps` (003 section 4.3: n = 10,
+# n = {glue:text}`ch05_steps` iterations of size eps/{glue:text}`ch05_steps` (the paper's section 4.3: n = 10,
 # step eps/10; PGD with a random start). Detection table at eps = {glue:text}`ch05_eps_table:.4g`
-# (**003 does not give the eps of table 3**: we use {glue:text}`ch05_eps_why`). Grid:
-# {glue:text}`ch05_n_grid` x {glue:text}`ch05_n_grid` values {glue:text}`ch05_grid_values` (003
+# (**the paper does not give the eps of table 3**: we use {glue:text}`ch05_eps_why`). Grid:
+# {glue:text}`ch05_n_grid` x {glue:text}`ch05_n_grid` values {glue:text}`ch05_grid_values` (the paper's
 # section 4.4: 6 x 6, {glue:text}`ch05_paper_grid`), ResNet-{glue:text}`ch05_depth` on MNIST,
 # {glue:text}`ch05_grid_epochs` epoch(s) each on {glue:text}`ch05_grid_train_size` training images,
 # PGD at eps = {glue:text}`ch05_grid_eps:.4g`. Profile shortcuts: {glue:text}`ch05_shortcuts`.
@@ -182,7 +182,7 @@ glue("ch05_left_out", Markdown(
 
 # %% [markdown]
 # Test accuracy (%) on the {glue:text}`ch05_n_acc` images of the {glue:text}`ch05_dataset` test set, 95%
-# bootstrap interval; paper: 003 table 2 (CIFAR-10, ResNet-32, 200 epochs). {glue:md}`ch05_acc_comparable:myst`
+# bootstrap interval; the paper's table 2 (CIFAR-10, ResNet-32, 200 epochs). {glue:md}`ch05_acc_comparable:myst`
 #
 # {glue:md}`ch05_left_out:myst`
 
@@ -209,12 +209,14 @@ curves = outcomes.rates_table(examples)
 auc_tab = c5.auc_table(results)
 display(auc_tab.style.format({"eps": "{:.3g}", "ours": "{:.1f}", "low": "{:.1f}", "high": "{:.1f}", "paper": "{:.1f}",
                               "diff": "{:+.1f}"}).hide(axis="index"))
+
+# %% tags=["remove-cell"]
 glue("ch05_min_adv", c5.MIN_ADV, display=False)
 
 # %% [markdown]
 # Detection AUC (%) at every eps > 0 with its 95% bootstrap interval over the {glue:text}`ch05_n_test`
-# test images; `n_adv` = successful adversarial examples. Paper: 003 table 3 (CIFAR-10, eps not
-# given). 003 does not give the eps, and on MNIST large eps saturate every AUC near 100%, where no
+# test images; `n_adv` = successful adversarial examples. Paper: Lemesle & Vernade's table 3 (CIFAR-10, eps not
+# given). The paper does not give the eps, and on MNIST large eps saturate every AUC near 100%, where no
 # comparison means anything: the verdict uses, per attack, the eps (`verdict eps`) whose largest AUC
 # is lowest among those with at least {glue:text}`ch05_min_adv` successful attacks on every model.
 
@@ -313,6 +315,8 @@ fig.tight_layout()
 plt.show()
 kept_cells, left_out = c5.grid_cells(results)
 rho = c5.grid_rho(results)
+
+# %% tags=["remove-cell"]
 for key, value in {"n_cells": len(kept_cells), "acc_bar": 100 * c5.ACC_BAR["mnist"], "rho": rho.fmt(2),
                    "grid_acc_min": 100 * float(grid_df.test_acc.min()),
                    "grid_acc_max": 100 * float(grid_df.test_acc.max())}.items():
@@ -334,7 +338,7 @@ glue("ch05_grid_left_out", Markdown(
 # %% [markdown]
 # ## The paper's claims against our numbers
 #
-# Each claim quotes 003, states the criterion and where it comes from (003's own numbers, or its
+# Each claim quotes the paper, states the criterion and where it comes from (the paper's own numbers, or its
 # own comparison "A above B" where it gives none), and is decided by the 95% bootstrap interval of
 # the deciding number over the test images: **held** when the whole interval is on the claim's side,
 # **not held** when it is wholly on the other side, **undetermined** when it straddles the criterion
@@ -345,8 +349,10 @@ glue("ch05_grid_left_out", Markdown(
 # %%
 results["n_boot"], results["seed"] = prof.n_boot, seed
 claim_table = claims.evaluate(c5.CLAIMS, results)
-display(claims.display_table(claim_table).style.hide(axis="index"))
+display(claims.display_table(claim_table).style.hide(axis="index").set_table_attributes('class="wrap"'))
 counts = claim_table["verdict"].value_counts()
+
+# %% tags=["remove-cell"]
 glue("ch05_n_claims", len(claim_table), display=False)
 glue("ch05_verdict_counts", ", ".join(f"{int(counts.get(v, 0))} {v}" for v in claims.VERDICTS), display=False)
 glue("ch05_claims_left_out", f"Left out of every verdict: {'; '.join(excluded.values())}." if excluded else "",
@@ -383,6 +389,8 @@ for s_ in range(seed, seed + n_seeds):
 seed_table = pd.DataFrame(seed_rows)
 if n_seeds > 1:
     display(seed_table.drop(columns="seed").groupby("loss").agg(["mean", "min", "max"]).round(2))
+
+# %% tags=["remove-cell"]
 glue("ch05_seeds_text", Markdown(
     f"Mean, min and max over {n_seeds} training seeds ({seed} to {seed + n_seeds - 1})." if n_seeds > 1 else
     "This profile trains one seed per model (`seeds = 1`): the spread over training seeds is not measured here; "
@@ -402,4 +410,3 @@ record("05_detection_vs_robustness", prof.name, {
     "grid_rho": rho.as_dict(), "grid_left_out": left_out, "seeds": seed_table.to_dict("records"),
     "claims": claims.for_record(claim_table),
 }, wall_s=wall)
-display(Markdown(f"Chapter wall time: {wall:.0f} s (models and attacks are cached: a second run is much faster)."))

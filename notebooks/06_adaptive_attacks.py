@@ -9,7 +9,7 @@
 # # 06. Adaptive attacks: do logit-based detectors survive an attacker who knows them?
 #
 # Chapters 02 and 03 found that detectors fed with logits separate adversarial examples from
-# legitimate images better than the same detectors fed with softmax probabilities (paper 000,
+# legitimate images better than the same detectors fed with softmax probabilities (the submission of chapters 02-03,
 # section 4.5). But every adversarial set there was made by an attacker who ignores the
 # detector. None of the four papers attacks its own detectors, and the history of adversarial
 # detection says this matters: Carlini & Wagner ("Adversarial examples are not easily detected",
@@ -68,7 +68,7 @@ from softlib.validate import SoftlibError, check_float, check_int, check_noteboo
 check_notebook_parameters()  # refuses parameters this notebook does not declare
 use_book_style()  # one figure style for the whole book (softlib.plots.BOOK_STYLE)
 
-# %% tags=["remove-input"]
+# %% tags=["remove-cell"]
 t_start = time.perf_counter()
 prof = get_profile(profile)
 seed = check_int("seed", seed, low=0)
@@ -79,21 +79,30 @@ combos = C6.parse_combos(detectors)
 curve_combos = [c for c in C6.parse_combos(curve_detectors) if c in combos] if curve_detectors else []
 sz = C6.sizes(prof)
 seed_everything(seed)
-display(Markdown(f"""
-**Run settings.** Profile `{prof.name}` ({prof.description}); device `{get_device()}`; chapter 03's CNN on
-MNIST and its detectors ({len(combos)} detector × representation pairs). Each attack starts from
-{sz.n_attack} correctly classified test images, with L∞ budgets {eps_list}; PGD attacks run {sz.steps} steps
-(step 2.5 eps / steps), {sz.restarts} restart(s), {1 + sz.search_steps} round(s) of the λ search.
-Detection metrics compare the {prof.n_test} legitimate test images of chapter 03 with the *successful*
-adversarial images.
-"""))
+
+# %% tags=["remove-cell"]
+# the run settings the prose quotes, glued as text
+for key, value in {"profile": prof.name, "profile_desc": prof.description, "device": str(get_device()),
+                   "n_pairs": len(combos), "n_attack": sz.n_attack, "eps_list": ", ".join(f"{e:g}" for e in eps_list),
+                   "steps": sz.steps, "restarts": sz.restarts, "rounds": 1 + sz.search_steps,
+                   "n_test": prof.n_test}.items():
+    glue(f"{key}_06", value, display=False)
+
+# %% [markdown]
+# **Run settings.** Profile **{glue:text}`profile_06`** ({glue:text}`profile_desc_06`); device
+# {glue:text}`device_06`; chapter 03's CNN on MNIST and its detectors ({glue:text}`n_pairs_06`
+# detector × representation pairs). Each attack starts from {glue:text}`n_attack_06` correctly
+# classified test images, with L∞ budgets {glue:text}`eps_list_06`; PGD attacks run
+# {glue:text}`steps_06` steps (step 2.5 eps / steps), {glue:text}`restarts_06` restart(s),
+# {glue:text}`rounds_06` round(s) of the λ search. Detection metrics compare the
+# {glue:text}`n_test_06` legitimate test images of chapter 03 with the *successful* adversarial images.
 
 # %% [markdown]
 # ## The classifier, the detectors and their thresholds
 #
 # The model and every set come from the cache chapter 03 filled; the detectors are fitted as in
 # chapter 03 (the NN detector on logits, softmax or hidden features of the legitimate images and of
-# 000's eight adversarial and OOD training sets). The threshold of each detector accepts 95% of the
+# the submission's eight adversarial and OOD training sets). The threshold of each detector accepts 95% of the
 # legitimate test images: an image scoring at or above it passes as legitimate.
 
 # %%
@@ -102,7 +111,12 @@ ctx = C6.load_context(model, prof, combos, seed=seed)
 display(pd.DataFrame({"detector": [D.DETECTOR_NAMES[d] for d, _ in combos], "feature": [f for _, f in combos],
                       "95%-TPR threshold": [ctx.thresholds[c] for c in combos],
                       "legit score std": [ctx.scales[c] for c in combos]}).style.format(precision=4).hide(axis="index"))
-display(Markdown(f"Test accuracy on chapter 03's legitimate test set: {100 * ctx.extra['test_acc']:.2f}%."))
+
+# %% tags=["remove-cell"]
+glue("test_acc_06", f"{100 * ctx.extra['test_acc']:.2f}", display=False)
+
+# %% [markdown]
+# Test accuracy on chapter 03's legitimate test set: {glue:text}`test_acc_06`%.
 
 # %% [markdown]
 # ## Sanity check 1: with λ = 0 the attack is chapter 03's BIM
@@ -115,13 +129,20 @@ display(Markdown(f"Test accuracy on chapter 03's legitimate test set: {100 * ctx
 # %%
 check0 = C6.check_lambda0(ctx, combos)
 display(check0.style.format(precision=3).hide(axis="index"))
-display(Markdown(f"Largest pixel difference from chapter 03's BIM set: {check0.attrs['max_pixel_diff']:.2e} over "
-                 f"{check0.attrs['n']} images; same prediction on {100 * check0.attrs['same_prediction']:.1f}% of them."))
+
+# %% tags=["remove-cell"]
+glue("max_pixel_diff_06", f"{check0.attrs['max_pixel_diff']:.2e}", display=False)
+glue("n_check_06", check0.attrs["n"], display=False)
+glue("same_pred_06", f"{100 * check0.attrs['same_prediction']:.1f}", display=False)
+
+# %% [markdown]
+# The largest pixel difference from chapter 03's BIM set is {glue:text}`max_pixel_diff_06` over
+# {glue:text}`n_check_06` images; the prediction is the same on {glue:text}`same_pred_06`% of them.
 
 # %% [markdown]
 # ## Non-adaptive against adaptive, per detector and representation
 #
-# Four attacks per budget: chapter 03's **BIM** (the non-adaptive attack of 000); **PGD, λ = 0**
+# Four attacks per budget: chapter 03's **BIM** (the non-adaptive attack of the submission); **PGD, λ = 0**
 # (the adaptive attack's own budget, margin loss and restarts, but blind to the detector: is a drop
 # due to knowing the detector or to a stronger attack?); **logit matching** (no detector, logits
 # pulled toward clean logits of the runner-up class); and the **adaptive** PGD aimed at that
@@ -214,6 +235,8 @@ curve = C6.steps_curve(ctx, curve_combos, eps_main, raw=raw)
 undef = C6.undefended_success(ctx, 0.3, raw=raw)
 sanity = C6.sanity_table(check0, curve, undef)
 display(sanity.style.hide(axis="index"))
+
+# %% tags=["remove-cell"]
 glue("sanity_06", f"{int(sanity['passed'].sum())} of {len(sanity)}", display=False)
 
 # %% tags=["hide-input"]
@@ -247,17 +270,19 @@ plt.show()
 # %% [markdown]
 # ## The claims under adaptive attack
 #
-# 000 section 4.5's comparison re-tested with the attacker aiming at each detector: AUROC on
+# The submission's section 4.5 comparison re-tested with the attacker aiming at each detector: AUROC on
 # logits minus AUROC on softmax, each against the adaptive attack on that detector, with a 95%
-# paired bootstrap interval (the same resamples on both sides), at each budget. And 000 section
+# paired bootstrap interval (the same resamples on both sides), at each budget. And the submission's section
 # 4.4's "close to perfection" for the NN detector on logits. The numbers beside the deciding one:
 # the same difference against chapter 03's BIM, and the difference in robust accuracy.
 
 # %%
 claim_table = claims.evaluate(C6.claims(combos, eps_list), {"reps": reps})
-display(claims.display_table(claim_table).style.hide(axis="index"))
+display(claims.display_table(claim_table).style.hide(axis="index").set_table_attributes('class="wrap"'))
 overall = C6.overall_verdict(claim_table, eps_main)
 overall_small = C6.overall_verdict(claim_table, eps_small)
+
+# %% tags=["remove-cell"]
 glue("overall_06", overall, display=False)
 glue("overall_06_small", overall_small, display=False)
 glue("verdicts_06", C6.verdicts_line(claim_table, eps_main), display=False)
@@ -289,4 +314,3 @@ record(C6.CHAPTER, prof.name, {
     "claims": claims.for_record(claim_table), "overall_verdict": overall, "overall_verdict_small_eps": overall_small,
     "grid_s": grid_s,
 }, wall_s=wall)
-display(Markdown(f"Chapter wall time: {wall:.0f} s."))

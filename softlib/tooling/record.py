@@ -15,13 +15,20 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from softlib.paths import check_results_dir, repo_root, results_dir
 from softlib.validate import SoftlibError
+
+if TYPE_CHECKING:  # only for the annotations: record.py stays light to import
+    import pandas as pd
+
+    from softlib.claims import Claim
+    from softlib.profiles import Profile
 
 
 def _plain(v: Any) -> Any:
@@ -126,6 +133,31 @@ def seed_replicates(chapter: str, profile: str, model_keys: dict[int, str]) -> t
     if skipped:
         line += f" Not pooled: {'; '.join(skipped)} (`python -m softlib.tooling.notebooks run` runs the replicates first)."
     return got, line
+
+
+def pooled_claims(chapter: str, chapter_claims: Sequence[Claim], results: Mapping[str, Any], *, arch: str,
+                  dataset: str, profile: Profile, seed: int) -> tuple[pd.DataFrame, str]:
+    """Decide ``chapter_claims`` on ``results``, pooled over the chapter's recorded seed replicates.
+
+    The book's run (``seed`` 0) pools the replicates of training seeds 1 .. ``profile.cnn_seeds`` - 1
+    (:func:`seed_replicates`), each checked against the model that seed must have trained
+    (:func:`softlib.zoo.model_key` of ``arch`` on ``dataset``); a run with any other seed is itself a
+    replicate and pools nothing. Returns :func:`softlib.claims.evaluate`'s table and the line saying
+    which seeds were pooled (chapters 02 and 03 print it under their claims table).
+    """
+    from softlib.claims import evaluate
+    from softlib.profiles import Profile as _Profile
+    from softlib.validate import check_seed
+    from softlib.zoo import model_key
+
+    if not isinstance(profile, _Profile):
+        raise SoftlibError(f"profile must be a softlib.profiles.Profile (get_profile(name)), got {profile!r}")
+    if not isinstance(chapter, str) or not chapter or any(c in chapter for c in "/\\\0") or chapter in (".", ".."):
+        raise SoftlibError(f"chapter must be a plain name (no path separators), got {chapter!r}")
+    seed = check_seed("seed", seed)
+    keys = {k: model_key(arch, dataset, profile, k) for k in range(1, profile.cnn_seeds)} if seed == 0 else {}
+    replicates, line = seed_replicates(chapter, profile.name, keys)
+    return evaluate(chapter_claims, results, replicates), line
 
 
 def merge_json(path: Path, key: str, value: Any) -> None:
