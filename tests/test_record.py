@@ -78,3 +78,12 @@ def test_pooled_claims_refuses_bad_arguments(results: Path) -> None:
         pooled_claims(CHAPTER, CLAIMS, {}, **{**args, "seed": -1})
     with pytest.raises(SoftlibError, match="arch"):
         pooled_claims(CHAPTER, CLAIMS, {}, **{**args, "arch": "vgg"})
+
+
+def test_recorded_runs_page_lists_chapters_only() -> None:
+    """results/paper/ also holds the time breakdown and a model record: they are not chapter rows."""
+    from softlib.tooling.notebooks import recorded_runs_page
+
+    page = recorded_runs_page()
+    assert "| 01_softmax_lemmas |" in page or "No `paper`-profile run" in page
+    assert "time-breakdown" not in page and "model_cnn_mnist" not in page and "| ? |" not in page

@@ -314,7 +314,8 @@ def recorded_runs_page() -> str:
              "named on each page; the files below are the runs recorded in the repository, with "
              "the commit, device and wall time that produced them.", ""]
     for profile in ("paper", "quick"):
-        files = sorted((repo_root() / "results" / profile).glob("*.json"))
+        # the chapters' records only (results/paper/ also holds time-breakdown.json, which has its own page section)
+        files = sorted(f for f in (repo_root() / "results" / profile).glob("[0-9][0-9]_*.json"))
         lines.append(f"## Profile `{profile}`")
         lines.append("")
         if not files:
