@@ -103,7 +103,8 @@ def bench(n_fit: int, n_score: int, dims: tuple[int, ...], n_ref: int) -> list[d
         # ---------------- Trust Score
         algos = {}
         for algo in ("auto", "kd_tree", "brute"):
-            ts = TrustScore(feature="hidden", algorithm=algo).fit(x, y)
+            # alpha=0: no high-density filtering, as in the two references below (like for like)
+            ts = TrustScore(feature="hidden", algorithm=algo, alpha=0.0).fit(x, y)
             algos[algo] = (ts.algorithm_, *_time(lambda ts=ts: ts.score_samples(q, y_pred=q_pred), 2))
 
         def jiang() -> np.ndarray:  # the reference code's get_score, verbatim in spirit
