@@ -74,7 +74,7 @@ check_choice("dataset", dataset, ("auto", "mnist", "cifar10"))
 if dataset == "auto":
     dataset = "cifar10" if data.available("cifar10") else "mnist"
     dataset_note = ("CIFAR-10 found on disk: the paper's data set" if dataset == "cifar10" else
-                    "**CIFAR-10 is not on disk, so this run uses MNIST** (003 uses CIFAR-10 for tables 2-3 "
+                    "**CIFAR-10 is not on disk, so this run uses MNIST** (the paper uses CIFAR-10 for tables 2-3 "
                     "and figures 3-4); see `python -m softlib.data status` for how to add it")
 else:
     dataset_note = f"{dataset} chosen by the `dataset` parameter"
@@ -138,7 +138,7 @@ ours_setup = {
     "batch_size": prof.resnet_batch or recipe.batch_size, "augmentation": recipe.augment, "pixel_range": "[-0.5, 0.5] (inside the model)",
     "relu_leakiness": 0.1,
 }
-display(pd.DataFrame({"003 table 1": {k: str(v) for k, v in p003.TRAINING.items()},
+display(pd.DataFrame({"paper (table 1)": {k: str(v) for k, v in p003.TRAINING.items()},
                       "ours": {k: str(ours_setup[k]) for k in p003.TRAINING}}))
 
 # %% [markdown]

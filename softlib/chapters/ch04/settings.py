@@ -170,7 +170,7 @@ def load_setting(setting: str, profile: Profile | str, *, seed: int = 0, n: int 
         ds = imagenet.val_dataset()
         x, y, idx = select_correct(models, ds, n, seed=seed, batch_size=64, progress=progress)
         return Setting("imagenet", models, x, y, idx, imagenet.NUM_CLASSES,
-                       note="004's setting: AlexNet, VGG-16, ResNet-50 on ImageNet validation images")
+                       note="the paper's setting: AlexNet, VGG-16, ResNet-50 on ImageNet validation images")  # 004 section 4
     from softlib import data
 
     models = mnist_models(prof, seed)
@@ -179,7 +179,7 @@ def load_setting(setting: str, profile: Profile | str, *, seed: int = 0, n: int 
     x, y, idx = select_correct(models, torch.utils.data.TensorDataset(xt, yt), n, seed=seed, progress=progress,
                                strict=strict, max_scan=None if strict else max(20 * n, 1000))
     accs = {k: m.meta.get("test_acc") for k, m in models.items() if isinstance(m, TrainedModel)}
-    note = "stand-in for 004's ImageNet models: softlib's CNN, WRN and MLP trained on MNIST"
+    note = "stand-in for the paper's ImageNet models: softlib's CNN, WRN and MLP trained on MNIST"  # 004 section 4
     n_all = _count_all_correct(models, x, y)
     if n_all < len(x):
         note += (f" (smoke profile: only {n_all} of the {len(x)} images are correctly classified by all three;"
