@@ -32,7 +32,9 @@ help:
 	@echo "make clean                             remove the built book and executed notebooks"
 
 # The environment: created if absent, reinstalled from scratch whenever pyproject.toml changes.
-$(STAMP): pyproject.toml
+# the stamp's name carries the hash of pyproject.toml + environment.yml: a changed spec is a new stamp
+# (not the file's mtime, which is new in every fresh clone and would reinstall each time)
+$(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@rm -f $(VENV)/.softlib-installed-*
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[dev]"
