@@ -113,10 +113,8 @@ def prebuilt_cache(tmp_path_factory) -> Prebuild:
     """``make prebuild`` at the smoke profile, into an empty cache of the book's own.
 
     The empty cache (not the session's, where other tests' entries could hide a task the plan
-    lacks). The plan's tasks run serially in this process (`make prebuild SERIAL=1`), each
-    failing when its entry lands under another key than planned: on 2 cores two single-threaded
-    Dask workers are ~2.2x slower than this (results/prebuild-quick-ch05.json), and the Dask path
-    itself (workers, kills, two clients, the bytes share) is tested in test_prebuild_dask.py.
+    lacks): the smoke plan runs on a LocalCluster of two worker processes with the shared-
+    filesystem share; each task fails when its entry lands under another key than planned.
     """
     from softlib.tooling import prebuild as B
 
@@ -124,7 +122,8 @@ def prebuilt_cache(tmp_path_factory) -> Prebuild:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SOFTLIB_CACHE", str(root))
         plan = P.build_plan("smoke")
-        reports = B.run_serial(plan, progress=False)
+        with B.local_client(2, memory_limit="4GiB") as client:
+            reports = B.run_dask(plan, client=client, share="fs", progress=False)
     return Prebuild(root, plan, reports)
 
 
@@ -170,7 +169,7 @@ def built_book(prebuilt_book) -> Path:
     return book
 
 
-def test_the_smoke_plan_prebuilds_every_entry(prebuilt_cache):
+def test_the_smoke_plan_prebuilds_on_dask(prebuilt_cache):
     """The plan holds the seed replicates the book runs (chapters 02-03, seeds 0 .. cnn_seeds - 1),
     and the prebuild put every keyed entry into the empty cache, building entries of every kind."""
     from softlib.profiles import get_profile
