@@ -466,6 +466,7 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
             out = c.evaluate(results)
         verdict, why, numbers, n_seeds = out.verdict, out.why, dict(out.numbers), 1
         agreement: float | None = None
+        mine = [{**e.as_dict(), "rule": rule, "threshold": thr} for e, rule, thr in trace]
         if reps and others is None:
             why += f" (1 seed: {len(reps) - len(have)} seed replicate(s) lack this claim)"
         elif others is not None and pool is not None:
@@ -474,7 +475,6 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
                 verdict = verdict if verdict == NOT_TESTABLE else UNDETERMINED
                 why += f" (the {n_seeds} seeds' runs tested different things, so they cannot be pooled)"
             else:
-                mine = [{**e.as_dict(), "rule": rule, "threshold": thr} for e, rule, thr in trace]
                 rules = [(e["rule"], e["threshold"]) for e in mine]
                 theirs = [[{**e, "rule": r, "threshold": t} for e, (r, t) in zip(rep["rule_inputs"], rules)]
                           for rep in have]
@@ -490,7 +490,7 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
                      "rebuild agrees": float("nan") if agreement is None else agreement,
                      "_numbers": {k: v.as_dict() for k, v in numbers.items()},
                      "_own_numbers": {k: v.as_dict() for k, v in out.numbers.items()},
-                     "_rule_inputs": [{**e.as_dict(), "rule": rule, "threshold": thr} for e, rule, thr in trace]})
+                     "_rule_inputs": mine})
     return pd.DataFrame(rows)
 
 

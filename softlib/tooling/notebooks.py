@@ -191,18 +191,15 @@ def recorded_replicate(chapter: str, profile: str, seed: int, params: dict[str, 
     and seed); the chapter pools exactly those (:func:`softlib.tooling.record.seed_replicates`).
     """
     from softlib import zoo
-    from softlib.tooling.record import replicate_path
+    from softlib.tooling.record import read_replicate, replicate_matches
 
     (a, a0), (d, d0) = _REPLICATED_MODEL[chapter]
-    try:
-        run = json.loads(replicate_path(chapter, profile, seed).read_text())
-        nums = run["numbers"]
+    try:  # an unreadable record is run again (and overwritten), not pooled
+        run = read_replicate(chapter, profile, seed)
         key = zoo.model_key(str(params.get(a, a0)), str(params.get(d, d0)), profile, seed)
-    except (OSError, ValueError, KeyError, TypeError, SoftlibError):
+    except SoftlibError:
         return None
-    if nums.get("model_key") != key or not isinstance(nums.get("claims"), list):
-        return None
-    return str(run.get("commit", "?"))
+    return str(run.get("commit", "?")) if run is not None and replicate_matches(run, key) else None
 
 
 def _jobs(paths: list[Path], profile: str, out_dir: Path, extra: dict[str, Any],

@@ -105,6 +105,23 @@ def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float
     return path
 
 
+def read_replicate(chapter: str, profile: str, seed: int) -> Any:
+    """The recorded seed replicate of ``chapter`` (parsed JSON), or None when it was never run."""
+    path = replicate_path(chapter, profile, seed)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise SoftlibError(f"seed replicate {path} is not readable JSON ({exc}); delete it or run it again") from None
+
+
+def replicate_matches(run: Any, model_key: str) -> bool:
+    """Whether a recorded replicate holds claims and was run on the model with ``model_key``."""
+    nums = run.get("numbers", {}) if isinstance(run, dict) else {}
+    return isinstance(nums, dict) and nums.get("model_key") == model_key and isinstance(nums.get("claims"), list)
+
+
 def seed_replicates(chapter: str, profile: str, model_keys: dict[int, str]) -> tuple[list[list[dict[str, Any]]], str]:
     """The recorded claims of ``chapter``'s seed replicates, and one line saying what was used.
 
@@ -114,16 +131,12 @@ def seed_replicates(chapter: str, profile: str, model_keys: dict[int, str]) -> t
     """
     used, skipped, got = [], [], []
     for s, key in sorted(model_keys.items()):
-        path = replicate_path(chapter, profile, s)
-        try:
-            run = json.loads(path.read_text())
-        except FileNotFoundError:
+        run = read_replicate(chapter, profile, s)
+        if run is None:
             skipped.append(f"seed {s} not run")
             continue
-        except (OSError, ValueError) as exc:
-            raise SoftlibError(f"seed replicate {path} is not readable JSON ({exc}); delete it or run it again") from None
         nums = run.get("numbers", {}) if isinstance(run, dict) else {}
-        if nums.get("model_key") != key or not isinstance(nums.get("claims"), list):
+        if not replicate_matches(run, key):
             skipped.append(f"seed {s} recorded for another model ({nums.get('model_key')}, expected {key})")
             continue
         got.append(nums["claims"])
