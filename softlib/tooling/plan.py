@@ -502,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chapters", nargs="*", default=None, help=f"subset of {list(CHAPTERS)}")
     ap.add_argument("--timings", default=None,
                     help="a prebuild log with H100 timings (default: the cache's prebuild-log.jsonl)")
+    ap.add_argument("--costs", default=None,
+                    help="a probe report (python -m softlib.tooling.probe): projected time per task on its device")
     ap.add_argument("--tasks", action="store_true", help="also list every task (id, deps, label)")
     ap.add_argument("--json", action="store_true", help="print the plan as JSON instead")
     try:
@@ -513,6 +515,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SoftlibError(f"--timings {args.timings!r}: no such file (a prebuild-log.jsonl of a prebuild run)")
         plan = build_plan(args.profile, seeds, args.chapters)
         measured = measured_seconds(plan, log)
+        projected, costs_device = None, None
+        if args.costs:
+            from softlib.tooling.probe import load_costs
+
+            projected, costs_device = load_costs(Path(args.costs).expanduser(), plan)
     except SoftlibError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -532,6 +539,17 @@ def main(argv: list[str] | None = None) -> int:
           "(softlib.tooling.plan.estimate_seconds). No H100 benchmark of these tasks is in this repository yet.\n"
           "cached / missing: the entry is / is not in the cache. unknown: the key hashes results of its dependencies "
           "(chapter 04 selects images all three models classify correctly), so it is known only once they are built.")
+    if projected is not None:
+        print(f"\nProjected from probes on {costs_device} ({args.costs}; short probes per task class extrapolated "
+              "along a straight line, not a timed full build):")
+        per_kind = Counter()
+        for t in plan.tasks:
+            per_kind[t.kind] += projected.get(t.id, 0.0)
+        missing = sum(t.id not in projected for t in plan.tasks)
+        for kind, s in per_kind.items():
+            print(f"  {kind:<11}{s / 3600:>8.2f} h")
+        print(f"  {'total':<11}{sum(per_kind.values()) / 3600:>8.2f} h"
+              + (f"  ({missing} task(s) of classes not probed left out)" if missing else ""))
     if args.tasks:
         for t in plan.tasks:
             print(f"{t.id:<32} {t.kind:<10} deps={len(t.deps)} {','.join(t.chapters):<9} {t.label}")
