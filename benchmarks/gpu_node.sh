@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # What this repository measures on a GPU node, in one bounded run, from the offline kit (no network):
-#   1. install the kit (make wheelhouse KIT_PYTHON=<the node's python>) with pip --no-index;
-#   2. probe the paper profile's task graph (python -m softlib.tooling.probe): projected GPU time per task;
-#   3. the attack and training benchmarks on the GPU (ratios against torchattacks / a plain loop);
-#   4. chapter 01 at the paper profile through the kit's resumable runner (recorded numbers + notebook).
-# Usage (repository root on the node):  KIT=build/kit312 OUT=/some/folder benchmarks/gpu_node.sh [SECONDS]
-# SECONDS (default 540) bounds the whole run; each stage gets what is left, so a slow stage cuts later ones.
+#   install   the kit (make wheelhouse KIT_PYTHON=<the node's python>) with pip --no-index (always first);
+#   probe     the paper profile's task graph (python -m softlib.tooling.probe): projected GPU time per task;
+#   gpubench  where GPU training time goes (benchmarks/bench_gpu_training.py);
+#   attacks   the attack benchmark on the GPU (ratios against torchattacks);
+#   validate  one whole paper-profile task, timed, against the probe's projection (chapter 05's CE grid cell);
+#   ch01      chapter 01 at the paper profile through the kit's resumable runner (recorded numbers + notebook).
+# Usage (repository root on the node):
+#   KIT=build/kit312 OUT=/some/folder [STAGES="probe gpubench attacks validate ch01"] benchmarks/gpu_node.sh [SECONDS]
+# SECONDS (default 540) bounds the whole run; each stage gets a share of what is left.
 set -u
 KIT=${KIT:-build/wheelhouse}
 OUT=${OUT:?set OUT to a folder for the results}
@@ -13,44 +16,68 @@ PY=${PY:-python3}
 DEST=${DEST:-/tmp/softlib-kit}
 WORK=${WORK:-/tmp/softlib-gpu-work}  # caches and the kit run's output; OUT gets a few chosen files
 TOTAL=${1:-540}
-PROFILE=${PROFILE:-paper}  # smoke: a check of this script on a CPU (with SKIP_BENCH=1)
+PROFILE=${PROFILE:-paper}  # smoke: a check of this script on a CPU
+STAGES=${STAGES:-probe gpubench attacks validate ch01}
 T0=$(date +%s)
 left() { echo $(( TOTAL - ($(date +%s) - T0) )); }
 say() { echo "[gpu_node +$(( $(date +%s) - T0 ))s] $*"; }
+want() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
 mkdir -p "$OUT" "$WORK"
 export PYTHONUNBUFFERED=1 PYDEVD_DISABLE_FILE_VALIDATION=1 TQDM_DISABLE=1  # progress bars: not in a log
 
-say "device: $(nvidia-smi -L 2>/dev/null | head -1 || echo none); python $($PY -V 2>&1)"
+say "device: $(nvidia-smi -L 2>/dev/null | head -1 || echo none); python $($PY -V 2>&1); stages: $STAGES"
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" || exit 1
 
 say "installing the kit from $KIT (pip --no-index) into $DEST"
 $PY "$KIT/kit.py" install --dest "$DEST" || { say "kit install failed"; exit 1; }
 
-# this checkout's softlib first (the probe code may be newer than the kit's source), the kit's wheels and data
+# this checkout's softlib first (it may be newer than the kit's source), the kit's wheels and data
 export PYTHONPATH="$PWD:$DEST/site" SOFTLIB_DATA="$DEST/data" SOFTLIB_RESULTS="$WORK/results"
 export SOFTLIB_CACHE="$WORK/cache-bench"
 
-say "probing the $PROFILE profile (budget $(( $(left) * 35 / 100 )) s)"
-timeout $(( $(left) * 45 / 100 )) $PY -m softlib.tooling.probe --profile $PROFILE --seeds 1 3 \
-    --budget-s $(( $(left) * 35 / 100 )) --out "$OUT/probe-$PROFILE.json" 2>&1 | grep -v Warning | tail -45
-
-if [ -z "${SKIP_BENCH:-}" ]; then
-say "benchmarks (attacks, training)"
-timeout $(( $(left) * 22 / 100 )) $PY benchmarks/bench_attacks.py --n 1024 --n-maxconf 256 --n-deepfool 64 2>&1 | tail -25
-timeout $(( $(left) * 22 / 100 )) $PY benchmarks/bench_training.py --n 16384 2>&1 | tail -12
-cp results/bench-*.json "$OUT/" 2>/dev/null
+if want probe; then
+  say "probing the $PROFILE profile (budget $(( $(left) * 30 / 100 )) s)"
+  timeout $(( $(left) * 40 / 100 )) $PY -m softlib.tooling.probe --profile $PROFILE --seeds 1 3 \
+      --budget-s $(( $(left) * 30 / 100 )) --out "$OUT/probe-$PROFILE.json" 2>&1 | grep -v Warning | tail -45
 fi
-
-step=$(( ($(left) - 30) / 60 ))
-if [ "$step" -ge 2 ]; then
-  say "chapter 01 at the $PROFILE profile through the kit runner (at most $step min)"
-  $PY "$KIT/kit.py" run --dest "$DEST" --out "$WORK/kit" --profile $PROFILE --only 01 --step-minutes "$step"
-  say "kit run exit $?"
-  tail -5 "$WORK/kit/01_softmax_lemmas.log" 2>/dev/null
-  cp "$WORK/kit/results/$PROFILE/01_softmax_lemmas.json" "$WORK/kit/chapters/01_softmax_lemmas.ipynb" \
-     "$WORK/kit/kit-state.json" "$OUT/" 2>/dev/null
-  for f in "$WORK"/kit/cache/models/*.json; do [ -f "$f" ] && cp "$f" "$OUT/model-cnn-$PROFILE.json"; done
-else
-  say "no time left for chapter 01"
+if want gpubench; then
+  say "GPU training benchmark"
+  timeout $(( $(left) * 35 / 100 )) $PY benchmarks/bench_gpu_training.py 2>&1 | tail -22
+fi
+if want attacks; then
+  say "attack benchmark"
+  timeout $(( $(left) * 30 / 100 )) $PY benchmarks/bench_attacks.py --n 1024 --n-maxconf 256 --n-deepfool 64 2>&1 | tail -25
+fi
+cp results/bench-nvidia*.json "$OUT/" 2>/dev/null
+if want validate; then
+  say "one whole task: chapter 05's CE grid cell (ResNet-32, 10 epochs, all 60,000 images), timed"
+  timeout $(( $(left) * 50 / 100 )) $PY - <<'PY' 2>&1 | grep -v Warning | tail -5
+import json, os, time, torch
+from softlib import zoo
+from softlib.profiles import get_profile
+p = get_profile(os.environ.get("PROFILE", "paper"))
+t0 = time.perf_counter()
+m = zoo.get_model("resnet", "mnist", p, 0, loss="ce", loss_params=None, depth=p.resnet_depth,
+                  epochs=p.resnet_grid_epochs, train_size=p.grid_train_size)
+torch.cuda.synchronize() if torch.cuda.is_available() else None
+wall = time.perf_counter() - t0
+rec = {"task": "resnet mnist ce (chapter 05 grid cell 0,0)", "wall_s": round(wall, 2), "key": m.key,
+       "test_acc": m.meta["test_acc"], "train_wall_s": m.meta["wall_s"], "device": m.meta["device_name"],
+       "epochs": m.meta["epochs"]}
+print(json.dumps(rec))
+json.dump(rec, open(os.environ["OUT"] + "/validate.json", "w"), indent=1)
+PY
+fi
+if want ch01; then
+  step=$(( ($(left) - 30) / 60 ))
+  if [ "$step" -ge 1 ]; then
+    say "chapter 01 at the $PROFILE profile through the kit runner (at most $step min)"
+    $PY "$KIT/kit.py" run --dest "$DEST" --out "$WORK/kit" --profile $PROFILE --only 01 --step-minutes "$step"
+    say "kit run exit $?"
+    cp "$WORK/kit/results/$PROFILE/01_softmax_lemmas.json" "$WORK/kit/chapters/01_softmax_lemmas.ipynb" \
+       "$WORK/kit/kit-state.json" "$OUT/" 2>/dev/null
+  else
+    say "no time left for chapter 01"
+  fi
 fi
 say "done"

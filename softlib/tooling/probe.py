@@ -237,7 +237,7 @@ def run_probes(profile: str, seeds: tuple[int, ...] = (1,), *, probe_images: int
                chapters: tuple[str, ...] | None = None, progress: bool = True) -> dict[str, Any]:
     """Probe every task class of ``profile``'s plan (largest projected cost first, within ``budget_s``).
 
-    Builds into a fresh temporary cache (``SOFTLIB_CACHE`` is set for the duration). Writes ``out``
+    Builds into fresh temporary caches, one per class (``SOFTLIB_CACHE`` is set for the duration). Writes ``out``
     (JSON) after each probe when given. Returns the report (module docstring).
     """
     check_choice("profile", profile, PROFILES)
@@ -276,6 +276,8 @@ def run_probes(profile: str, seeds: tuple[int, ...] = (1,), *, probe_images: int
                 if time.monotonic() > deadline:
                     report["probes"][cls] = {"kind": t.kind, "label": t.label, "skipped": "budget spent"}
                     continue
+                # a fresh cache per class: a probe network another probe trained would be a cache hit, not a cost
+                os.environ["SOFTLIB_CACHE"] = str(Path(tmp) / f"c{i}")
                 try:
                     _warm_models(t, prof, probe_images)
                     runs = [(u, _timed(fn)) for u, fn in _runs(t, prof, probe_images, transfer_iters)]
