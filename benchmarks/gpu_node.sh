@@ -3,6 +3,7 @@
 #   install   the kit (make wheelhouse KIT_PYTHON=<the node's python>) with pip --no-index (always first);
 #   probe     the paper profile's task graph (python -m softlib.tooling.probe): projected GPU time per task;
 #   gpubench  where GPU training time goes (benchmarks/bench_gpu_training.py);
+#   concurrency  several trainings side by side on the one GPU (benchmarks/bench_gpu_concurrency.py);
 #   attacks   the attack benchmark on the GPU (ratios against torchattacks);
 #   validate  one whole paper-profile task, timed, against the probe's projection (chapter 05's CE grid cell);
 #   ch01      chapter 01 at the paper profile through the kit's resumable runner (recorded numbers + notebook).
@@ -35,9 +36,13 @@ $PY "$KIT/kit.py" install --dest "$DEST" || { say "kit install failed"; exit 1; 
 export PYTHONPATH="$PWD:$DEST/site" SOFTLIB_DATA="$DEST/data" SOFTLIB_RESULTS="$WORK/results"
 export SOFTLIB_CACHE="$WORK/cache-bench"
 
+if want concurrency; then
+  say "several trainings on one GPU"
+  timeout $(( $(left) * 60 / 100 )) $PY benchmarks/bench_gpu_concurrency.py 2>&1 | tail -8
+fi
 if want probe; then
   say "probing the $PROFILE profile (budget $(( $(left) * 30 / 100 )) s)"
-  timeout $(( $(left) * 40 / 100 )) $PY -m softlib.tooling.probe --profile $PROFILE --seeds 1 3 \
+  timeout $(( $(left) * 40 / 100 )) $PY -m softlib.tooling.probe --profile $PROFILE --seeds 1 3 ${PROBE_KINDS:+--kinds $PROBE_KINDS} \
       --budget-s $(( $(left) * 30 / 100 )) --out "$OUT/probe-$PROFILE.json" 2>&1 | grep -v Warning | tail -45
 fi
 if want gpubench; then

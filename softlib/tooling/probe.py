@@ -8,7 +8,8 @@ briefly, twice at two sizes, with the very calls the notebooks make (:func:`soft
 (fixed seconds + seconds per unit of work) gives every task of that class its projected time:
 
 - a model: units = training images seen (train size x epochs); probes train one epoch on
-  ``probe_images`` and on twice as many images;
+  ``probe_images`` and on four times as many (with twice as many, on a GPU the difference was
+  inside the timing noise of the fixed part: model set-up, the test-set evaluation);
 - an adversarial / errors / OOD set and a chapter-05 robustness attack: units = batches of
   ``profile.eval_batch`` images; the probe builds one batch (all of the cost per unit; a second
   batch would cost more than some whole tasks, e.g. DeepFool on the WRN). Probe models are the one-epoch
@@ -133,7 +134,7 @@ def _runs(task: Task, prof: Profile, probe_images: int, transfer_iters: tuple[in
     """(units, thunk) probes of ``task``'s class (two sizes, or one batch); the thunks build in the current cache."""
     c, batch = task.call, prof.eval_batch
     if task.kind == "model":
-        return [(float(k * probe_images), lambda k=k: _probe_model(c, prof, k * probe_images)) for k in (1, 2)]
+        return [(float(k * probe_images), lambda k=k: _probe_model(c, prof, k * probe_images)) for k in (1, 4)]
     if task.kind == "set":
         from softlib import sets
 
@@ -234,7 +235,8 @@ def project(plan: Plan, probes: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def run_probes(profile: str, seeds: tuple[int, ...] = (1,), *, probe_images: int = 6400,
                transfer_iters: tuple[int, int] = (3, 9), budget_s: float = 600.0, out: Path | None = None,
-               chapters: tuple[str, ...] | None = None, progress: bool = True) -> dict[str, Any]:
+               chapters: tuple[str, ...] | None = None, kinds: tuple[str, ...] | None = None,
+               progress: bool = True) -> dict[str, Any]:
     """Probe every task class of ``profile``'s plan (largest projected cost first, within ``budget_s``).
 
     Builds into fresh temporary caches, one per class (``SOFTLIB_CACHE`` is set for the duration). Writes ``out``
@@ -256,7 +258,12 @@ def run_probes(profile: str, seeds: tuple[int, ...] = (1,), *, probe_images: int
         cls, _ = task_class(t, prof)
         first.setdefault(cls, t)
         est[cls] = est.get(cls, 0.0) + (t.cost_s or 0.0)
-    order = sorted(first, key=lambda k: -est[k])
+    if kinds is not None:
+        from softlib.tooling.plan import KINDS
+
+        for k in kinds:
+            check_choice("kind", k, KINDS)
+    order = sorted((k for k in first if kinds is None or first[k].kind in kinds), key=lambda k: -est[k])
     deadline = time.monotonic() + budget_s
     report: dict[str, Any] = {
         "probe_version": PROBE_VERSION, "profile": profile, "device": device_name(), "commit": _git_commit(),
@@ -335,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe-images", default="6400", help="training images of the smaller model probe")
     ap.add_argument("--budget-s", default="600", help="stop starting probes after this many seconds")
     ap.add_argument("--chapters", nargs="*", default=None, help="subset of 02 03 04 05")
+    ap.add_argument("--kinds", nargs="*", default=None, help="probe only these kinds (model set robustness transfer)")
     ap.add_argument("--out", default=None, help="default results/probe-<profile>-<device>.json")
     try:
         args = ap.parse_args(argv)
@@ -345,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out) if args.out else \
             repo_root() / "results" / f"probe-{args.profile}-{device_slug(device_name())}.json"
         rep = run_probes(args.profile, seeds, probe_images=images, budget_s=float(budget), out=out,
-                         chapters=tuple(args.chapters) if args.chapters else None)
+                         chapters=tuple(args.chapters) if args.chapters else None,
+                         kinds=tuple(args.kinds) if args.kinds else None)
     except SoftlibError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
