@@ -46,7 +46,7 @@ print(json.dumps({"t0": t0, "t1": time.time(), "images": n}))
 
 
 def round_(n_procs: int, steps: int) -> dict[str, float]:
-    start = time.time() + 25.0  # every child has imported torch and warmed up by then
+    start = time.time() + 15.0  # every child has imported torch and warmed up by then
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, str(steps), str(start)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(n_procs)]
     outs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]

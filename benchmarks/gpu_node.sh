@@ -38,7 +38,7 @@ export SOFTLIB_CACHE="$WORK/cache-bench"
 
 if want concurrency; then
   say "several trainings on one GPU"
-  timeout $(( $(left) * 60 / 100 )) $PY benchmarks/bench_gpu_concurrency.py 2>&1 | tail -8
+  timeout $(( $(left) * 60 / 100 )) $PY benchmarks/bench_gpu_concurrency.py ${CONC_ARGS:-} 2>&1 | tail -8
 fi
 if want probe; then
   say "probing the $PROFILE profile (budget $(( $(left) * 30 / 100 )) s)"
