@@ -87,3 +87,17 @@ def test_recorded_runs_page_lists_chapters_only() -> None:
     page = recorded_runs_page()
     assert "| 01_softmax_lemmas |" in page or "No `paper`-profile run" in page
     assert "time-breakdown" not in page and "model_cnn_mnist" not in page and "| ? |" not in page
+
+
+def test_git_commit_in_an_offline_kit_reads_kit_commit(tmp_path, monkeypatch):
+    """A kit's source has no .git: the recorded commit is the one the kit was built from, marked as such."""
+    from softlib.tooling import record as R
+
+    def no_git(*a, **k):
+        raise OSError("git: not found")
+
+    monkeypatch.setattr(R.subprocess, "run", no_git)
+    monkeypatch.setattr(R, "repo_root", lambda: tmp_path)
+    assert R.git_commit() == "unknown"
+    (tmp_path / "KIT_COMMIT").write_text("abc1234+dirty\n")
+    assert R.git_commit() == "abc1234+dirty (kit)"

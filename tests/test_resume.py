@@ -98,3 +98,19 @@ def test_get_model_resumes_after_a_killed_process(tmp_path):
     assert second.returncode == 0, second.stderr[-2000:]
     assert "TRAINED" in second.stdout
     assert not list((tmp_path / "checkpoints").glob("*.pt")), "the checkpoint outlived the published entry"
+
+
+def test_a_diverged_training_raises_and_checkpoints_nothing_of_that_epoch(tmp_path):
+    """The loss is read back once per epoch (no per-step GPU sync): a non-finite epoch loss still stops
+    the run with an error naming the run and the learning rate, before that epoch is checkpointed."""
+    import dataclasses
+
+    import pytest
+
+    x, y = _data()
+    bad = dataclasses.replace(RECIPES["cnn"], lr=1e12)  # RMSprop at this rate overflows within an epoch
+    ckpt = tmp_path / "ck.pt"
+    torch.manual_seed(0)
+    with pytest.raises(FloatingPointError, match=r"tiny run: the loss of epoch 1 is .*diverged.*1e\+12"):
+        train_model(build_model("cnn"), x, y, epochs=2, recipe=bad, seed=0, desc="tiny run", checkpoint=ckpt)
+    assert not ckpt.exists()

@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
           f"H100 (wall time of a prebuild task on a device named *{MEASURED_DEVICE}*, from {log}"
           f"{'' if log.is_file() else ': none yet'}); the others are estimates, not measurements: FLOP counts "
           f"at {H100_FLOPS / 1e12:.0f} TFLOP/s sustained and at least {STEP_FLOOR_S * 1e3:.1f} ms per batch step "
-          "(softlib.tooling.plan.estimate_seconds). No H100 benchmark of these tasks is in this repository yet.\n"
+          "(softlib.tooling.plan.estimate_seconds); --costs results/gpu-h200/probe-paper.json adds probes measured on an H200.\n"
           "cached / missing: the entry is / is not in the cache. unknown: the key hashes results of its dependencies "
           "(chapter 04 selects images all three models classify correctly), so it is known only once they are built.")
     if projected is not None:

@@ -59,12 +59,20 @@ def device_label() -> str:
 
 
 def git_commit() -> str:
-    """The short commit of this checkout, or "unknown"."""
+    """The short commit of this checkout; in an offline kit's source (no .git) the commit the kit was built
+    from (its ``KIT_COMMIT`` file, :mod:`softlib.tooling.kit`); else "unknown"."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True,
-                              text=True, timeout=10).stdout.strip() or "unknown"
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True,
+                                text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError, SoftlibError):
-        return "unknown"
+        commit = ""
+    if commit:
+        return commit
+    try:
+        kit = (repo_root() / "KIT_COMMIT").read_text().strip()
+    except (OSError, SoftlibError):
+        kit = ""
+    return f"{kit} (kit)" if kit else "unknown"
 
 
 def replicate_path(chapter: str, profile: str, seed: int) -> Path:
