@@ -108,3 +108,25 @@ def test_cli_refuses_bad_flags(capsys):
     assert probe.main(["--profile", "smoke", "--probe-images", "x"]) == 2
     assert "--probe-images" in capsys.readouterr().err
     assert probe.main(["--profile", "smoke", "--budget-s", "0"]) == 2
+
+
+def test_model_probes_size_the_larger_run_to_the_target(monkeypatch):
+    """The second model probe aims at MODEL_PROBE_TARGET_S (at least 4x the images, at most the training set)."""
+    plan = P.build_plan("smoke", 1, ("04",))
+    prof = P.get_profile("smoke")
+    task = next(t for t in plan.tasks if t.kind == "model" and t.call["arch"] == "cnn")
+    seen: list[int] = []
+    monkeypatch.setattr(probe, "_probe_model", lambda c, p, n: seen.append(n))
+
+    def fake_timed(fn):
+        fn()
+        return 0.5 + seen[-1] * 1e-2  # 0.5 s fixed, 10 ms per image
+
+    monkeypatch.setattr(probe, "_timed", fake_timed)
+    runs = probe._model_runs(task, prof, 16)  # t1 = 0.66 s -> 8 s needs ~194 images, 4x is 64
+    assert seen == [16, int(probe.MODEL_PROBE_TARGET_S * 16 / 0.66)] and runs[0] == (16.0, 0.66)
+    fixed, per = probe.fit_line(runs)
+    assert fixed == pytest.approx(0.5) and per == pytest.approx(1e-2)
+    seen.clear()
+    runs = probe._model_runs(task, prof, 10_000)  # more than the smoke training set: one run of all of it
+    assert seen == [prof.cnn_train_size] and len(runs) == 1

@@ -8,8 +8,9 @@ briefly, twice at two sizes, with the very calls the notebooks make (:func:`soft
 (fixed seconds + seconds per unit of work) gives every task of that class its projected time:
 
 - a model: units = training images seen (train size x epochs); probes train one epoch on
-  ``probe_images`` and on four times as many (with twice as many, on a GPU the difference was
-  inside the timing noise of the fixed part: model set-up, the test-set evaluation);
+  ``probe_images`` and one on enough images to take about :data:`MODEL_PROBE_TARGET_S` (at least 4x
+  as many, at most the whole training set): shorter probes left the fixed part's noise (model
+  set-up, the test-set evaluation) in the slope;
 - an adversarial / errors / OOD set and a chapter-05 robustness attack: units = batches of
   ``profile.eval_batch`` images; the probe builds one batch (all of the cost per unit; a second
   batch would cost more than some whole tasks, e.g. DeepFool on the WRN). Probe models are the one-epoch
@@ -134,7 +135,7 @@ def _runs(task: Task, prof: Profile, probe_images: int, transfer_iters: tuple[in
     """(units, thunk) probes of ``task``'s class (two sizes, or one batch); the thunks build in the current cache."""
     c, batch = task.call, prof.eval_batch
     if task.kind == "model":
-        return [(float(k * probe_images), lambda k=k: _probe_model(c, prof, k * probe_images)) for k in (1, 4)]
+        raise SoftlibError("model probes size themselves: use _model_runs")  # pragma: no cover - internal
     if task.kind == "set":
         from softlib import sets
 
@@ -166,6 +167,43 @@ def _runs(task: Task, prof: Profile, probe_images: int, transfer_iters: tuple[in
                                               eval_every=c["eval_every"], progress=False)
         return [(float(k), lambda k=k: transfer(k)) for k in transfer_iters]
     raise SoftlibError(f"unknown task kind {task.kind!r}")  # pragma: no cover
+
+
+#: Seconds the larger model probe aims at: long enough that the fixed part's noise (model set-up, the
+#: test-set evaluation, the first cuDNN calls) is small beside it (run 2 on an H200 probed at 2x the
+#: images, ~1 s, and under-stated a timed 10-epoch task by 1.55x).
+MODEL_PROBE_TARGET_S = 8.0
+
+
+def _model_runs(task: Task, prof: Profile, probe_images: int) -> list[tuple[float, float]]:
+    """Time one epoch on ``probe_images`` images, then on enough to take ~:data:`MODEL_PROBE_TARGET_S`
+    (at least 4x as many, at most the task's whole training set): (images, seconds) each."""
+    from softlib.data import load_split
+
+    c = task.call
+    spec = _model_spec(c, prof)
+    n_full = spec["train_size"] or len(load_split(spec["dataset"], train=True)[0])
+    n1 = min(probe_images, n_full)
+    t1 = _timed(lambda: _probe_model(c, prof, n1))
+    n2 = min(n_full, max(4 * n1, int(MODEL_PROBE_TARGET_S * n1 / max(t1, 1e-3))))
+    if n2 <= n1:
+        return [(float(n1), t1)]
+    return [(float(n1), t1), (float(n2), _timed(lambda: _probe_model(c, prof, n2)))]
+
+
+def _warm_device() -> None:
+    """A few forward-backward passes first: the first probe must not pay for CUDA / cuDNN start-up."""
+    import torch
+
+    from softlib.models import build_model
+    from softlib.runtime import get_device
+
+    dev = get_device()
+    m = build_model("cnn").to(dev)
+    x = torch.rand(64, 1, 28, 28, device=dev)
+    for _ in range(3):
+        m(x).sum().backward()
+    _sync()
 
 
 def _warm_models(task: Task, prof: Profile, probe_images: int) -> None:
@@ -278,6 +316,8 @@ def run_probes(profile: str, seeds: tuple[int, ...] = (1,), *, probe_images: int
     with tempfile.TemporaryDirectory(prefix="softlib-probe-") as tmp:
         os.environ["SOFTLIB_CACHE"] = tmp
         try:
+            if order:
+                _warm_device()
             for i, cls in enumerate(order, 1):
                 t = first[cls]
                 if time.monotonic() > deadline:
@@ -287,7 +327,8 @@ def run_probes(profile: str, seeds: tuple[int, ...] = (1,), *, probe_images: int
                 os.environ["SOFTLIB_CACHE"] = str(Path(tmp) / f"c{i}")
                 try:
                     _warm_models(t, prof, probe_images)
-                    runs = [(u, _timed(fn)) for u, fn in _runs(t, prof, probe_images, transfer_iters)]
+                    runs = _model_runs(t, prof, probe_images) if t.kind == "model" else \
+                        [(u, _timed(fn)) for u, fn in _runs(t, prof, probe_images, transfer_iters)]
                 except Exception as exc:  # noqa: BLE001 - a probe that fails is reported, the others still run
                     import traceback
 
