@@ -364,14 +364,14 @@ def check_bound(x: torch.Tensor, x_adv: torch.Tensor, eps: float, *, name: str =
         raise AttackBoundError(f"{name} returned shape {tuple(x_adv.shape)}, expected {tuple(x.shape)}")
     if not x_adv.numel():
         return
-    # one pass for the range (min/max propagate NaN, so a NaN or inf pixel shows up here too)
+    # one pass for the range (min/max propagate NaN, so a NaN or inf pixel shows up here too), and one
+    # device-to-host read of the three numbers: on a GPU each read waits for the attack to finish
     lo_t, hi_t = torch.aminmax(x_adv)
-    lo, hi = float(lo_t), float(hi_t)
+    lo, hi, dist = torch.stack([lo_t, hi_t, (x_adv - x).abs().amax().to(lo_t.dtype)]).tolist()
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise AttackBoundError(f"{name} returned NaN or inf pixels")
     if lo < 0.0 or hi > 1.0:
         raise AttackBoundError(f"{name} left [0, 1]: pixel range [{lo:.6g}, {hi:.6g}]")
-    dist = float((x_adv - x).abs().amax())
     if dist > eps + BOUND_TOL:
         raise AttackBoundError(f"{name} exceeded its L-inf budget: max |x_adv - x| = {dist:.6g} > eps = {eps:.6g}")
 
