@@ -168,7 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run of this script)")
     ap.add_argument("--no-write", action="store_true", help="print only, do not touch results/")
+    ap.add_argument("--on-gpu-machine", action="store_true",
+                    help="run on a machine with a GPU anyway (it measures that machine's CPU)")
     args = ap.parse_args(argv)
+    if torch.cuda.is_available() and not args.on_gpu_machine:
+        # this benchmark is of CPU training (models and data stay on the CPU): on a GPU node it would time
+        # the node's CPU under the GPU's name; benchmarks/bench_gpu_training.py is the GPU one
+        print("bench_training: a CPU benchmark; this machine has a GPU, see bench_gpu_training.py "
+              "(--on-gpu-machine to time this CPU anyway)")
+        return 0
     n = 256 if args.quick else args.n
     t0 = time.perf_counter()
     rows, info = bench(n, not args.no_compile and not args.quick)
@@ -187,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - t0
     print(f"total {total:.1f} s")
     if not args.no_write:
-        out = ROOT / "results" / f"bench-{'cpu' if get_device().type == 'cpu' else torch.cuda.get_device_name().lower().replace(' ', '-')}.json"
+        out = ROOT / "results" / "bench-cpu.json"  # models and data stay on the CPU whatever the machine has
         merge_json(out, "training", {"rows": rows, **info, "n": n, "platform": platform.platform(),
                                      "torch": torch.__version__, "threads": torch.get_num_threads(),
                                      "quick": bool(args.quick), "wall_s": round(total, 1)})
