@@ -22,6 +22,7 @@ help:
 	@echo "make fuzz [FUZZ_EXAMPLES=2000]         the property-based fuzz of the API and notebook parameters, many cases"
 	@echo "make notebook NB=03 [PROFILE=...]      execute one chapter into book/chapters/"
 	@echo "make verify-repro [NB=\"01 02 03\"]       run chapters twice (1 vs 2 threads), diff the verdicts"
+	@echo "          [RECORDED=1]                 once (1 thread, every seed trained) against the committed results/"
 	@echo "make prebuild [PROFILE=...] [WORKERS=2] [SCHEDULER=tcp://host:8786] [SHARE=fs|bytes]"
 	@echo "                                       build every model and set on Dask first (then make book only reads)"
 	@echo "make lab                               JupyterLab (the .py notebooks open as notebooks)"
@@ -61,9 +62,11 @@ notebook: data
 test: data
 	$(BIN)/python -m pytest -q
 
-# the chapters twice (1 and 2 BLAS threads, separate caches): verdicts must agree (results/repro-<profile>.json)
+# the chapters twice (1 and 2 BLAS threads, separate caches): verdicts must agree (results/repro-<profile>.json);
+# RECORDED=1: once, on 1 thread with every seed trained here, against the committed results/<profile>/
 verify-repro: data
-	$(BIN)/python -m softlib.tooling.repro --profile $(PROFILE) --only $(or $(NB),01 02 03) --threads 1 2
+	$(BIN)/python -m softlib.tooling.repro --profile $(PROFILE) --only $(or $(NB),01 02 03) --threads 1 2 \
+		$(if $(RECORDED),--against-recorded --work build/repro-recorded)
 
 # the development loop: everything but the tests marked `slow` (papermill, the book build, Chromium)
 test-fast: data

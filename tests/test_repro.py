@@ -38,3 +38,34 @@ def test_nothing_recorded_is_an_error(tmp_path):
 def test_cli_refuses_bad_arguments_before_running(argv, tmp_path):
     with pytest.raises(SoftlibError):
         main([*argv, "--work", str(tmp_path)])
+
+
+def test_compare_restricted_to_chapters_ignores_the_others(tmp_path):
+    _write(tmp_path / "a", "held", 1.0, 0.5, 1.5)
+    _write(tmp_path / "b", "held", 1.1, 0.6, 1.6)
+    (tmp_path / "a" / "quick" / "05_detection_vs_robustness.json").write_text(
+        json.dumps({"numbers": {"claims": [{"id": "05.y", "verdict": "held", "numbers": {}}]}}))
+    assert "05.y" in set(compare(tmp_path / "a", tmp_path / "b", "quick")["claim"])
+    t = compare(tmp_path / "a", tmp_path / "b", "quick", chapters=["03"])
+    assert set(t["claim"]) == {"03.x"} and t["same verdict"].all()
+
+
+def test_against_recorded_compares_a_fresh_run_with_the_record(tmp_path, monkeypatch):
+    """RECORDED=1: the committed record is side A, one fresh run (here already in --work) side B."""
+    from softlib.tooling import claimspage
+
+    results = tmp_path / "results"
+    _write(results, "held", 1.0, 0.5, 1.5)
+    rec = json.loads((results / "quick" / "03_detectors.json").read_text())
+    (results / "quick" / "03_detectors.json").write_text(json.dumps({**rec, "commit": "abc1234", "threads": 2}))
+    _write(tmp_path / "work" / "threads-1" / "results", "undetermined", 1.2, 0.4, 2.0)
+    monkeypatch.setenv("SOFTLIB_RESULTS", str(results))
+    assert main(["--only", "03", "--threads", "1", "2", "--work", str(tmp_path / "work"), "--against-recorded",
+                 "--compare-only"]) == 1  # a verdict differs
+    d = json.loads((results / "repro-quick.json").read_text())
+    assert d["verdict_flips"] == ["03.x"] and d["threads"] == ["2", 1]
+    assert d["against_recorded"]["commits"] == ["abc1234"] and "recorded run" in d["description"]
+    marks, line = claimspage._repro(results)
+    assert marks["03.x"].startswith("**flips**") and line.startswith("Reproducibility (`make verify-repro RECORDED=1`): a fresh build")
+    with pytest.raises(SoftlibError, match="nothing recorded"):
+        main(["--only", "02", "--work", str(tmp_path / "work"), "--against-recorded", "--compare-only"])

@@ -106,7 +106,7 @@ def record(chapter: str, profile: str, numbers: dict[str, Any], *, wall_s: float
     seed = check_seed("seed", seed)
     check_results_dir()
     payload = {"chapter": chapter, "profile": profile, "commit": git_commit(), "device": device_label(),
-               "platform": platform.platform(), "torch": torch.__version__,
+               "platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "when": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_s": wall_s, "numbers": _plain(numbers)}
     path = results_dir() / profile / f"{chapter}.json" if seed == 0 else replicate_path(chapter, profile, seed)
     atomic_write_json(path, payload)

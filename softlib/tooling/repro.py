@@ -25,18 +25,23 @@ import pandas as pd
 from softlib.validate import SoftlibError, check_choice, check_int
 
 
-def _claims(folder: Path, profile: str) -> dict[str, dict[str, Any]]:
+def _claims(folder: Path, profile: str, chapters: list[str] | None = None) -> dict[str, dict[str, Any]]:
     out = {}
     for f in sorted((folder / profile).glob("[0-9][0-9]_*.json")):
+        if chapters is not None and f.name[:2] not in chapters:
+            continue
         for c in json.loads(f.read_text()).get("numbers", {}).get("claims") or []:
             if isinstance(c, dict) and "id" in c:
                 out[c["id"]] = c
     return out
 
 
-def compare(a: Path, b: Path, profile: str) -> pd.DataFrame:
-    """One row per (claim, number): both verdicts, both values, and whether each lies in the other's interval."""
-    ca, cb = _claims(a, profile), _claims(b, profile)
+def compare(a: Path, b: Path, profile: str, chapters: list[str] | None = None) -> pd.DataFrame:
+    """One row per (claim, number): both verdicts, both values, and whether each lies in the other's interval.
+
+    ``chapters`` (two-digit numbers) restricts both sides to those chapters' records.
+    """
+    ca, cb = _claims(a, profile, chapters), _claims(b, profile, chapters)
     if not ca and not cb:
         raise SoftlibError(f"no recorded claims under {a / profile} or {b / profile}")
     rows = []
@@ -56,6 +61,22 @@ def compare(a: Path, b: Path, profile: str) -> pd.DataFrame:
                          "A": None if not ex else ex.get("value"), "B": None if not ey else ey.get("value"),
                          "A in B's interval": inside(ex, ey), "B in A's interval": inside(ey, ex)})
     return pd.DataFrame(rows)
+
+
+def _recorded_runs(results: Path, profile: str, chapters: list[str]) -> dict[str, Any]:
+    """The commits and thread count of the committed records of ``chapters`` (seed 0 and replicates)."""
+    commits, threads = [], set()
+    files = [f for f in sorted((results / profile).glob("[0-9][0-9]_*.json")) if f.name[:2] in chapters]
+    files += [f for f in sorted((results / profile / "seeds").glob("[0-9][0-9]_*.json")) if f.name[:2] in chapters]
+    if not files:
+        raise SoftlibError(f"--against-recorded: nothing recorded for chapters {chapters} under {results / profile}")
+    for f in files:
+        d = json.loads(f.read_text())
+        if d.get("commit") and d["commit"] not in commits:
+            commits.append(d["commit"])
+        # records before the thread count was written: the device line says what the default was
+        threads.add(str(d["threads"]) if d.get("threads") else f"the default on {d.get('device', '?')}")
+    return {"commits": commits, "threads": " / ".join(sorted(threads)), "files": len(files)}
 
 
 def _run(profile: str, only: list[str], threads: int, root: Path) -> float:
@@ -84,17 +105,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", nargs=2, type=int, default=[1, 2], metavar=("A", "B"))
     parser.add_argument("--work", type=Path, default=Path("build/repro"), help="folder for the two runs")
     parser.add_argument("--compare-only", action="store_true", help="compare the two runs already in --work")
+    parser.add_argument("--against-recorded", action="store_true",
+                        help="one fresh run (the first --threads count, every seed trained here) against the "
+                             "committed record in results/<profile>/: what a fresh clone on another machine checks")
     args = parser.parse_args(argv)
     check_choice("profile", args.profile, PROFILES)
     for t in args.threads:
         check_int("--threads", t, low=1, high=os.cpu_count() or 1)
     notebook_paths(args.only)  # refuses unknown chapters before any work
     walls: dict[str, float] = {}
-    for label, t in zip("AB", args.threads):
+    chapters = [c.zfill(2)[:2] if c.isdigit() else c[:2] for c in args.only]
+    if args.against_recorded:
+        recorded = _recorded_runs(results_dir(), args.profile, chapters)
         if not args.compare_only:
-            walls[label] = _run(args.profile, args.only, t, args.work / f"threads-{t}")
-    table = compare(args.work / f"threads-{args.threads[0]}" / "results", args.work / f"threads-{args.threads[1]}" / "results",
-                    args.profile)
+            walls["B"] = _run(args.profile, args.only, args.threads[0], args.work / f"threads-{args.threads[0]}")
+        table = compare(results_dir(), args.work / f"threads-{args.threads[0]}" / "results", args.profile, chapters)
+    else:
+        for label, t in zip("AB", args.threads):
+            if not args.compare_only:
+                walls[label] = _run(args.profile, args.only, t, args.work / f"threads-{t}")
+        table = compare(args.work / f"threads-{args.threads[0]}" / "results",
+                        args.work / f"threads-{args.threads[1]}" / "results", args.profile)
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 40):
         print(table.to_string(index=False))
     flips = table.loc[~table["same verdict"], "claim"].unique().tolist()
@@ -104,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
                "wall_s": walls, "claims": int(table["claim"].nunique()), "verdict_flips": flips,
                "numbers": int(table["A"].notna().sum()), "numbers_outside_other_interval": len(outside),
                "rows": table.to_dict("records")}
+    if args.against_recorded:
+        summary["threads"] = [recorded["threads"], args.threads[0]]
+        summary["against_recorded"] = recorded
+        summary["description"] = (
+            f"a fresh build (commit `{summary['commit']}`, {args.threads[0]} BLAS thread(s), its own "
+            f"{summary['cnn_seeds']} training seeds, an empty cache) of chapters {', '.join(chapters)} against the "
+            f"recorded run in `results/{args.profile}/` (commits {', '.join(recorded['commits'])}; threads: "
+            f"{recorded['threads']})")
     atomic_write_json(results_dir() / f"repro-{args.profile}.json", summary)
     print(f"\n{summary['claims']} claims, {len(flips)} verdict flips {flips}; {summary['numbers']} numbers, "
           f"{len(outside)} outside the other run's interval")
