@@ -109,7 +109,7 @@ PROFILES: dict[str, Profile] = {
         cnn_train_size=None,
         cnn_cosine=True,
         # 5, not 3: with 3 seeds the t-interval's own width is too noisy (t = 4.30 on 2 degrees of
-        # freedom) and 2 of 21 verdicts flipped between a 1- and a 2-thread rebuild (results/repro-quick.json)
+        # freedom) and 2 of 21 verdicts flipped between a 1- and a 2-thread rebuild (results/repro-quick-threads-3seeds.json)
         cnn_seeds=5,
         wrn_depth=10,
         wrn_width=1,
