@@ -51,7 +51,7 @@ def test_probe_chapter_04_on_smoke_projects_every_task(tmp_path):
     assert two["tasks"] > one["tasks"] and two["projected_s"] >= one["projected_s"]
     plan = P.build_plan("smoke", 1, ("04",))
     costs, device = probe.load_costs(out, plan)
-    assert device == rep["device"] and set(costs) == {t.id for t in plan.tasks}
+    assert device == rep["device"] and set(costs["task_s"]) == {t.id for t in plan.tasks}
 
 
 def test_a_spent_budget_skips_the_rest_and_says_so(tmp_path):

@@ -426,6 +426,13 @@ def cost_signature(task: Task) -> str:
 MEASURED_DEVICE = "H100"
 
 
+def device_name() -> str:
+    """``cpu`` or the CUDA device's name: what measured and projected task costs hold for."""
+    import torch
+
+    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+
+
 def measured_seconds(plan: Plan, log: Path) -> dict[str, float]:
     """Median wall time per :func:`cost_signature` of the plan's tasks that a prebuild ran on an H100.
 
@@ -542,13 +549,10 @@ def main(argv: list[str] | None = None) -> int:
     if projected is not None:
         print(f"\nProjected from probes on {costs_device} ({args.costs}; short probes per task class extrapolated "
               "along a straight line, not a timed full build):")
-        per_kind = Counter()
-        for t in plan.tasks:
-            per_kind[t.kind] += projected.get(t.id, 0.0)
-        missing = sum(t.id not in projected for t in plan.tasks)
-        for kind, s in per_kind.items():
+        missing = sum(projected["not_probed"].values())
+        for kind, s in projected["per_kind_s"].items():
             print(f"  {kind:<11}{s / 3600:>8.2f} h")
-        print(f"  {'total':<11}{sum(per_kind.values()) / 3600:>8.2f} h"
+        print(f"  {'total':<11}{projected['projected_s'] / 3600:>8.2f} h"
               + (f"  ({missing} task(s) of classes not probed left out)" if missing else ""))
     if args.tasks:
         for t in plan.tasks:

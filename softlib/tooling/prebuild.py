@@ -39,7 +39,7 @@ from typing import Any
 from softlib import cache
 from softlib.cache import Entry, atomic_write, atomic_write_json, cache_root, entry_lock, sha256_file
 from softlib.profiles import PROFILES
-from softlib.tooling.plan import CHAPTERS, KINDS, CliParser, Plan, Task, build_plan, cli_int
+from softlib.tooling.plan import CHAPTERS, KINDS, CliParser, Plan, Task, build_plan, cli_int, device_name
 from softlib.validate import SoftlibError, check_choice
 
 SHARES = ("fs", "bytes")
@@ -253,7 +253,7 @@ def run_task(task: Task, profile: str, share: str, root: str, *deps: dict[str, A
                                "is not in the cache: softlib.tooling.plan and the code that builds it disagree on the key")
         report = {"id": task.id, "kind": task.kind, "key": key, "built": any(p["key"] == key for p in published),
                   "published": published, "pid": os.getpid(), "host": socket.gethostname(),
-                  "wall_s": time.perf_counter() - t0, "device": _device()}
+                  "wall_s": time.perf_counter() - t0, "device": device_name()}
         if share == "fs":
             _log(Path(root), [{**p, "pid": os.getpid(), "host": report["host"], "task": task.id} for p in published]
                  + [_task_record(report)])
@@ -267,16 +267,6 @@ def _task_record(report: dict[str, Any]) -> dict[str, Any]:
     return {"record": "task", "task": report["id"], "kind": report["kind"], "built": report["built"],
             "wall_s": round(report["wall_s"], 3), "device": report["device"], "host": report["host"],
             "pid": report["pid"]}
-
-
-def _device() -> str:
-    """The accelerator a task ran on (``cpu`` or the CUDA device's name): the plan's measured costs need it."""
-    import torch
-
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
-
-
-# ------------------------------------------------------------------ the client side
 
 
 def _cached_report(task: Task, share: str) -> dict[str, Any]:

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,18 +43,12 @@ from typing import Any
 from softlib.cache import atomic_write_json
 from softlib.paths import repo_root
 from softlib.profiles import PROFILES, Profile, get_profile
-from softlib.tooling.plan import CliParser, Plan, Task, build_plan, cli_int
+from softlib.tooling.plan import CliParser, Plan, Task, build_plan, cli_int, device_name
+from softlib.tooling.record import git_commit
 from softlib.validate import SoftlibError, check_choice, check_int
 
 #: Bumped when what a probe measures changes (old files then no longer apply).
 PROBE_VERSION = 1
-
-
-def device_name() -> str:
-    """``cpu`` or the CUDA device's name (what the projections hold for)."""
-    import torch
-
-    return torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
 
 
 def device_slug(name: str) -> str:
@@ -234,17 +227,6 @@ def fit_line(runs: list[tuple[float, float]]) -> tuple[float, float]:
     return 0.0, s2 / u2 if u2 > 0 else 0.0
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True,
-                             text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo_root(),
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def project(plan: Plan, probes: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Projected seconds per task of ``plan`` from probe fits; totals per kind and chapter; unprobed counts."""
     prof = get_profile(plan.profile)
@@ -304,7 +286,7 @@ def run_probes(profile: str, seeds: tuple[int, ...] = (1,), *, probe_images: int
     order = sorted((k for k in first if kinds is None or first[k].kind in kinds), key=lambda k: -est[k])
     deadline = time.monotonic() + budget_s
     report: dict[str, Any] = {
-        "probe_version": PROBE_VERSION, "profile": profile, "device": device_name(), "commit": _git_commit(),
+        "probe_version": PROBE_VERSION, "profile": profile, "device": device_name(), "commit": git_commit(dirty=True),
         "platform": platform.platform(), "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "probe_images": probe_images, "transfer_iters": list(transfer_iters), "budget_s": budget_s,
         "what": "projections from short probes (two sizes per task class, a straight line), not a timed full build",
@@ -361,8 +343,8 @@ def run_probes(profile: str, seeds: tuple[int, ...] = (1,), *, probe_images: int
     return report
 
 
-def load_costs(path: Path, plan: Plan) -> tuple[dict[str, float], str]:
-    """Projected seconds per task id of ``plan`` from a probe report, and its device (checked: profile, version)."""
+def load_costs(path: Path, plan: Plan) -> tuple[dict[str, Any], str]:
+    """:func:`project` of ``plan`` from a probe report, and its device (checked: profile, version)."""
     try:
         rep = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
@@ -373,7 +355,7 @@ def load_costs(path: Path, plan: Plan) -> tuple[dict[str, float], str]:
     if rep.get("profile") != plan.profile:
         raise SoftlibError(f"costs file {str(path)!r} probes profile {rep.get('profile')!r}, the plan is "
                            f"{plan.profile!r}")
-    return project(plan, rep["probes"])["task_s"], str(rep.get("device", "?"))
+    return project(plan, rep["probes"]), str(rep.get("device", "?"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,12 +58,19 @@ def device_label() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
 
 
-def git_commit() -> str:
+def git_commit(*, dirty: bool = False) -> str:
     """The short commit of this checkout; in an offline kit's source (no .git) the commit the kit was built
-    from (its ``KIT_COMMIT`` file, :mod:`softlib.tooling.kit`); else "unknown"."""
+    from (its ``KIT_COMMIT`` file, :mod:`softlib.tooling.kit`); else "unknown".
+
+    ``dirty=True`` appends ``+dirty`` when tracked files differ from that commit.
+    """
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo_root(), capture_output=True,
                                 text=True, timeout=10).stdout.strip()
+        if commit and dirty and subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                               cwd=repo_root(), capture_output=True, text=True,
+                                               timeout=10).stdout.strip():
+            commit += "+dirty"
     except (OSError, subprocess.SubprocessError, SoftlibError):
         commit = ""
     if commit:

@@ -112,9 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     check_choice("profile", args.profile, PROFILES)
     for t in args.threads:
         check_int("--threads", t, low=1, high=os.cpu_count() or 1)
-    notebook_paths(args.only)  # refuses unknown chapters before any work
+    chapters = [p.stem[:2] for p in notebook_paths(args.only)]  # refuses unknown chapters before any work
     walls: dict[str, float] = {}
-    chapters = [c.zfill(2)[:2] if c.isdigit() else c[:2] for c in args.only]
     if args.against_recorded:
         recorded = _recorded_runs(results_dir(), args.profile, chapters)
         if not args.compare_only:
