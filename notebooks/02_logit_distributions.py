@@ -469,8 +469,9 @@ glue("other_models_note_02", Markdown("" if run_other_models else
 # recorded runs), and every interval a verdict uses is pooled over the seeds (the mean, widened by
 # the seeds' spread: `softlib.claims.pool_estimates`). Even so, a verdict whose interval ends near
 # its criterion can read *undetermined* in another build: the column *a rebuild agrees* estimates
-# how often an independent rebuild would reach the same verdict (`softlib.claims.rebuild_agreement`),
-# and marks those under 90% *borderline*.
+# how often an independent rebuild (every seed trained again) would reach the same verdict
+# (`softlib.claims.rebuild_agreement`), the column *a fresh clone agrees* how often `make book` on a
+# fresh clone would (it trains seed 0 and pools the other seeds as recorded); under 90% is *borderline*.
 
 # %%
 fig2 = ["gaussian", "natural" if stand_in else "cifar10", "fgsm", "maxconf"]

@@ -495,8 +495,9 @@ glue("recorded_note_03", Markdown(claims.recorded_note("03_detectors")), display
 # recorded runs), and every interval a verdict uses is pooled over the seeds (the mean, widened by
 # the seeds' spread: `softlib.claims.pool_estimates`). Even so, a verdict whose interval ends near
 # its criterion can read *undetermined* in another build: the column *a rebuild agrees* estimates
-# how often an independent rebuild would reach the same verdict (`softlib.claims.rebuild_agreement`),
-# and marks those under 90% *borderline*.
+# how often an independent rebuild (every seed trained again) would reach the same verdict
+# (`softlib.claims.rebuild_agreement`), the column *a fresh clone agrees* how often `make book` on a
+# fresh clone would (it trains seed 0 and pools the other seeds as recorded); under 90% is *borderline*.
 
 # %%
 # the same chapter run with other training seeds (softlib.tooling.notebooks runs them first): pooled into the verdicts

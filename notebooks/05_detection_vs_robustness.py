@@ -56,7 +56,7 @@ from softlib.attacks import default_eps
 from softlib.chapters.ch05 import claims as c5
 from softlib.chapters.ch05 import embedding, lambda_grid, outcomes, views
 from softlib.paper import detection_vs_robustness as p003
-from softlib.profiles import get_profile
+from softlib.profiles import get_profile, grid_axes
 from softlib.runtime import get_device, seed_everything
 from softlib.train import recipe_for
 from softlib.validate import SoftlibError, check_choice, check_float, check_int, check_list, check_notebook_parameters, check_seed
@@ -78,10 +78,10 @@ if dataset == "auto":
                     "and figures 3-4); see `python -m softlib.data status` for how to add it")
 else:
     dataset_note = f"{dataset} chosen by the `dataset` parameter"
-grid_values = tuple(prof.grid if grid is None else (check_float("grid value", v, low=0.0)
-                                                    for v in check_list("grid", grid, item="lambda value", min_len=2)))
-if len(grid_values) < 2:
-    raise SoftlibError(f"grid needs at least 2 values, got {grid_values}")
+grid_l1, grid_l2 = grid_axes(prof) if grid is None else (tuple(
+    check_float("grid value", v, low=0.0) for v in check_list("grid", grid, item="lambda value", min_len=2)),) * 2
+if len(grid_l1) < 2:
+    raise SoftlibError(f"grid needs at least 2 values, got {grid_l1}")
 eps_table = default_eps(dataset) if eps_table is None else check_float("eps_table", eps_table, low=0.0, high=1.0)
 grid_eps = check_float("grid_eps", grid_eps, low=0.0, high=1.0)
 epochs = prof.resnet_epochs if epochs is None else check_int("epochs", epochs, low=1)
@@ -99,7 +99,8 @@ for key, value in {
     "profile": prof.name, "profile_desc": prof.description, "dataset": dataset, "device": str(device),
     "depth": prof.resnet_depth, "batch": prof.resnet_batch or 256, "epochs": epochs,
     "train_size": prof.train_size or "all", "n_test": prof.n_test, "n_fit": prof.n_fit, "steps": steps,
-    "eps_table": eps_table, "n_grid": len(grid_values), "grid_values": str(list(grid_values)),
+    "eps_table": eps_table, "grid_shape": f"{len(grid_l1)} x {len(grid_l2)}",
+    "grid_values": f"lambda1 in {list(grid_l1)}, lambda2 in {list(grid_l2)}",
     "paper_grid": str(list(p003.GRID)), "grid_epochs": grid_epochs,
     "grid_train_size": prof.grid_train_size or prof.train_size or "all", "grid_eps": grid_eps,
     "shortcuts": prof.shortcuts,
@@ -119,7 +120,7 @@ glue("ch05_eps_why", "0.3, the usual MNIST budget" if dataset != "cifar10" else 
 # n = {glue:text}`ch05_steps` iterations of size eps/{glue:text}`ch05_steps` (the paper's section 4.3: n = 10,
 # step eps/10; PGD with a random start). Detection table at eps = {glue:text}`ch05_eps_table:.4g`
 # (**the paper does not give the eps of table 3**: we use {glue:text}`ch05_eps_why`). Grid:
-# {glue:text}`ch05_n_grid` x {glue:text}`ch05_n_grid` values {glue:text}`ch05_grid_values` (the paper's
+# {glue:text}`ch05_grid_shape`, {glue:text}`ch05_grid_values` (the paper's
 # section 4.4: 6 x 6, {glue:text}`ch05_paper_grid`), ResNet-{glue:text}`ch05_depth` on MNIST,
 # {glue:text}`ch05_grid_epochs` epoch(s) each on {glue:text}`ch05_grid_train_size` training images,
 # PGD at eps = {glue:text}`ch05_grid_eps:.4g`. Profile shortcuts: {glue:text}`ch05_shortcuts`.
@@ -299,8 +300,8 @@ plt.show()
 # left out of the correlation.
 
 # %% tags=["hide-input"]
-grid_df, results["grid_examples"] = lambda_grid.run_grid(grid_values, grid_values, prof, dataset="mnist", seed=seed,
-                                                 eps=grid_eps, epochs=grid_epochs, return_examples=True)
+grid_df, results["grid_examples"] = lambda_grid.run_grid(grid_l1, grid_l2, prof, dataset="mnist", seed=seed,
+                                                         eps=grid_eps, epochs=grid_epochs, return_examples=True)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 panels = ("test_acc", "robust_acc", "auc")
 titles = ("clean test accuracy (%)", "PGD robust accuracy (%)", "KDE detection AUC (%)")
@@ -310,7 +311,7 @@ for ax, col, title in zip(axes, panels, titles):
     ax.set_title(title)
     ax.set_xlabel(r"$\lambda_2$ (logit squeezing)")
     ax.set_ylabel(r"$\lambda_1$ (label smoothing)")
-fig.suptitle(f"{len(grid_values)} x {len(grid_values)} grid on MNIST, PGD eps = {grid_eps} (cf. 003 figure 5, 6 x 6)")
+fig.suptitle(f"{len(grid_l1)} x {len(grid_l2)} grid on MNIST, PGD eps = {grid_eps} (cf. 003 figure 5, 6 x 6)")
 fig.tight_layout()
 plt.show()
 kept_cells, left_out = c5.grid_cells(results)

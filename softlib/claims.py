@@ -238,7 +238,7 @@ def _rule_codes(rule: str, threshold: float, low: np.ndarray, high: np.ndarray) 
 
 
 def rebuild_agreement(seeds_inputs: Sequence[Sequence[Mapping[str, Any]]], verdict: str, *,
-                      n_sim: int = 4000, seed: int = 0) -> float | None:
+                      n_sim: int = 4000, seed: int = 0, redraw: int | None = None) -> float | None:
     """How often an independent rebuild with as many training seeds would reach ``verdict`` again.
 
     ``seeds_inputs[s][k]``: the k-th rule input of seed s as recorded (value, low, high, and the
@@ -251,11 +251,17 @@ def rebuild_agreement(seeds_inputs: Sequence[Sequence[Mapping[str, Any]]], verdi
     "undetermined" instead. None when it cannot be computed: one seed, a rule input without its
     rule, seeds that tested different things, a not-finite input, or a verdict that is not the
     :func:`all_of` of its rules' verdicts (a claim that combines them otherwise).
+
+    ``redraw``: how many seeds the rebuild trains again, the first ones (None: all of them). A
+    fresh clone's ``make book`` trains seed 0 and pools the other seeds as recorded in
+    ``results/<profile>/seeds/``: ``redraw=1`` estimates how often *it* agrees with the record.
     """
     from scipy import stats
 
     runs = [list(r) for r in seeds_inputs]
     n = len(runs)
+    if redraw is not None:
+        redraw = check_int("redraw", redraw, low=1, high=max(n, 1))
     if n < 2 or verdict not in _CODES or not runs[0] or any(len(r) != len(runs[0]) for r in runs):
         return None
     try:
@@ -277,6 +283,8 @@ def rebuild_agreement(seeds_inputs: Sequence[Sequence[Mapping[str, Any]]], verdi
         return None
     rng = np.random.default_rng(seed)
     sims = rng.normal(m, sd, size=(n_sim, n, len(rules)))  # (rebuilds, seeds, inputs)
+    if redraw is not None and redraw < n:  # the seeds not trained again keep their recorded values
+        sims[:, redraw:, :] = v[redraw:]
     sm, ss = sims.mean(axis=1), sims.std(axis=1, ddof=1)
     sh = t * ss / np.sqrt(n)
     cols = [_rule_codes(r, thr, sm[:, k] - np.hypot(lo_w[k], sh[:, k]), sm[:, k] + np.hypot(hi_w[k], sh[:, k]))
@@ -466,6 +474,7 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
             out = c.evaluate(results)
         verdict, why, numbers, n_seeds = out.verdict, out.why, dict(out.numbers), 1
         agreement: float | None = None
+        clone_agreement: float | None = None
         mine = [{**e.as_dict(), "rule": rule, "threshold": thr} for e, rule, thr in trace]
         if reps and others is None:
             why += f" (1 seed: {len(reps) - len(have)} seed replicate(s) lack this claim)"
@@ -479,6 +488,7 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
                 theirs = [[{**e, "rule": r, "threshold": t} for e, (r, t) in zip(rep["rule_inputs"], rules)]
                           for rep in have]
                 agreement = rebuild_agreement([mine, *theirs], verdict)
+                clone_agreement = rebuild_agreement([mine, *theirs], verdict, redraw=1)
                 own = [r.get("own_numbers", r.get("numbers", {})) for r in have]
                 numbers = {k: pool_estimates([e, *(estimate_from(o[k]) for o in own)])
                            if all(k in o for o in own) else e for k, e in numbers.items()}
@@ -488,6 +498,7 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
                      "numbers": "; ".join(f"{k} {v.fmt(_digits(v))}" for k, v in numbers.items()),
                      "verdict": verdict, "why": why, "seeds": n_seeds,
                      "rebuild agrees": float("nan") if agreement is None else agreement,
+                     "clone agrees": float("nan") if clone_agreement is None else clone_agreement,
                      "_numbers": {k: v.as_dict() for k, v in numbers.items()},
                      "_own_numbers": {k: v.as_dict() for k, v in out.numbers.items()},
                      "_rule_inputs": mine})
@@ -508,9 +519,14 @@ def for_record(table: pd.DataFrame) -> list[dict[str, Any]]:
     return [{"id": r["id"], "paper": r["paper"], "section": r["section"], "claim": r["claim"],
              "criterion": r["criterion"], "source": r["source"], "verdict": r["verdict"], "why": r["why"],
              "numbers": r["_numbers"], "seeds": int(r.get("seeds", 1)),
-             "rebuild_agreement": None if pd.isna(r.get("rebuild agrees", float("nan"))) else float(r["rebuild agrees"]),
+             "rebuild_agreement": _maybe(r.get("rebuild agrees")),
+             "clone_agreement": _maybe(r.get("clone agrees")),
              "own_numbers": r.get("_own_numbers", r["_numbers"]), "rule_inputs": r.get("_rule_inputs", [])}
             for _, r in table.iterrows()]
+
+
+def _maybe(x: Any) -> float | None:
+    return None if x is None or pd.isna(x) else float(x)
 
 
 def recorded_run(chapter: str, profile: str = "paper") -> dict[str, Any] | None:
@@ -547,6 +563,8 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     out = table[["paper", "section", "claim", "criterion", "numbers", "verdict", "why"]].copy()
     if "rebuild agrees" in table.columns and table["rebuild agrees"].notna().any():  # seeds pooled
         out.insert(6, "a rebuild agrees", [agreement_label(a) for a in table["rebuild agrees"]])
+        if "clone agrees" in table.columns:
+            out.insert(7, "a fresh clone agrees", [agreement_label(a) for a in table["clone agrees"]])
     recorded: dict[str, str] = {}
     for chapter in table["chapter"].unique() if "chapter" in table.columns else []:
         run = recorded_run(str(chapter))

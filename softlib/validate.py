@@ -200,7 +200,8 @@ def check_finite_scale(what: str, arr: np.ndarray) -> np.ndarray:
     """Refuse complex, zero-width and overflowing (|x| > :data:`FEATURE_MAX`) arrays."""
     if np.iscomplexobj(arr):
         raise SoftlibError(f"{what} must be real-valued, got complex dtype {arr.dtype}")
-    if arr.size and np.abs(arr[np.isfinite(arr)]).max(initial=0.0) > FEATURE_MAX:
+    # compared as a Python float: numpy would cast FEATURE_MAX to a float32 array's dtype (an overflow warning)
+    if arr.size and float(np.abs(arr[np.isfinite(arr)]).max(initial=0.0)) > FEATURE_MAX:
         raise SoftlibError(f"{what} has values of magnitude {float(np.abs(arr).max()):.3g}, above {FEATURE_MAX:g}: "
                            "their squares overflow float64; rescale them")
     return arr

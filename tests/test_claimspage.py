@@ -62,3 +62,17 @@ def test_page_marks_verdicts_that_flip_with_the_thread_count(tmp_path):
     row = next(line for line in text.splitlines() if CLAIMS[0].quote[:30] in line)
     assert "**flips**: held / undetermined" in row
     assert "1 of 1 verdicts differ" in text
+
+
+def test_page_shows_both_rebuild_estimates(tmp_path):
+    rows = _rows("held")
+    rows[0].update(rebuild_agreement=0.46, clone_agreement=0.97, why="no pipe here")
+    _write(tmp_path, "quick", "03_detectors", rows)
+    text = claimspage.page(tmp_path)
+    header = next(line for line in text.splitlines() if line.startswith("| paper | claim"))
+    row = next(line for line in text.splitlines() if CLAIMS[0].quote[:30] in line)
+    cols = [c.strip() for c in header.split("|")]
+    cells = [c.strip() for c in row.split("|")]
+    assert len(cols) == len(cells)
+    assert cells[cols.index("a rebuild agrees")] == "46% (borderline)"
+    assert cells[cols.index("a fresh clone agrees")] == "97%"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from softlib import zoo
+from softlib.profiles import grid_axes
 from softlib.tooling import plan as P
 from softlib.validate import SoftlibError
 
@@ -32,10 +33,10 @@ def test_smoke_plan_is_a_dag_in_dependency_order(smoke_plan):
     counts = smoke_plan.counts()
     prof = P.get_profile("smoke")
     # 02-04: CNN (and its seed replicates' CNNs: cnn_seeds in all), WRN, MLP; 05: CE / RCE / OVM, the LS model and the grid
-    assert counts["model"] == 3 + (prof.cnn_seeds - 1) + 4 + len(prof.grid) ** 2
+    assert counts["model"] == 3 + (prof.cnn_seeds - 1) + 4 + len(grid_axes(prof)[0]) * len(grid_axes(prof)[1])
     assert counts["transfer"] == 1
     # 05: 3 losses x 3 attacks x (eps > 0 of the curve), plus one PGD per grid cell
-    assert counts["robustness"] == 9 * sum(e > 0 for e in prof.eps_curve) + len(prof.grid) ** 2
+    assert counts["robustness"] == 9 * sum(e > 0 for e in prof.eps_curve) + len(grid_axes(prof)[0]) * len(grid_axes(prof)[1])
 
 
 def test_entries_shared_by_chapters_are_planned_once(smoke_plan):
@@ -139,3 +140,14 @@ def test_cli_prints_counts_cost_and_cache_status(capsys):
     assert int(total[1]) == len(plan.tasks)
     hours = sum(P.estimate_seconds(plan).values()) / 3600
     assert float(total[2]) == pytest.approx(hours, abs=0.01) and hours > 0
+
+
+def test_the_grid_axes_can_differ_and_the_plan_follows_them() -> None:
+    from softlib.profiles import get_profile
+
+    assert grid_axes(get_profile("smoke", grid_lambda2=None)) == ((0.0, 1.0), (0.0, 1.0))
+    assert grid_axes(get_profile("smoke", grid=[0.0, 0.5, 1.0], grid_lambda2=[0.0])) == ((0.0, 0.5, 1.0), (0.0,))
+    # quick: lambda1 in (0, 0.4, 1) x lambda2 in (0, 0.4); no cell with lambda2 = 1 is planned
+    ls = [t.call["kw"]["loss_params"] for t in P.build_plan("quick", chapters=["05"]).tasks
+          if t.kind == "model" and t.call["kw"]["loss"] == "ls_lsq"]
+    assert {p["lambda2"] for p in ls} == {0.0, 0.4} and {p["lambda1"] for p in ls} == {0.0, 0.4, 1.0}

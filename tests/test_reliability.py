@@ -197,6 +197,9 @@ CASES = {
         ("eval_batch=0", lambda: get_profile("smoke", eval_batch=0), "eval_batch"),
         ("test_eval_size=0", lambda: get_profile("smoke", test_eval_size=0), "test_eval_size"),
         ("grid=[0.1]", lambda: get_profile("smoke", grid=[0.1]), "grid"),
+        ("grid_lambda2=[]", lambda: get_profile("smoke", grid_lambda2=[]), "grid_lambda2 needs at least 1"),
+        ("grid_lambda2=[-1]", lambda: get_profile("smoke", grid_lambda2=[-1.0]), "grid_lambda2 entry"),
+        ("grid_lambda2='0'", lambda: get_profile("smoke", grid_lambda2="0"), "grid_lambda2 must be a list"),
         ("wrn depth='10'", lambda: models.build_model("wrn", depth="10"), "depth must be an integer, got '10'"),
         ("mlp hidden='12'", lambda: models.build_model("mlp", hidden="12"), "hidden"),
         ("seed 2**64", lambda: runtime.seed_everything(2**64), "seed must be <= 4294967295"),
@@ -416,3 +419,18 @@ def test_disk_full_everywhere_says_the_result_is_lost(tmp_cache, tmp_path, monke
     with pytest.raises(SoftlibError, match="nor keep it in the rescue folder.*lost.*Free some space"):
         entry.publish(full_disk, {"spec": {}})
     assert entry.read_valid() is None
+
+
+def test_scale_check_of_float32_features_is_silent_and_float64_overflow_is_refused():
+    """A float32 array must not warn (numpy casting 1e150 to float32 overflowed into the rendered book)."""
+    import warnings
+
+    import numpy as np
+
+    from softlib.validate import FEATURE_MAX, SoftlibError, check_finite_scale
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_finite_scale("features", np.full((4, 3), 3e38, dtype=np.float32))
+    with pytest.raises(SoftlibError, match="features has values of magnitude"):
+        check_finite_scale("features", np.array([FEATURE_MAX * 10]))

@@ -69,3 +69,37 @@ def test_against_recorded_compares_a_fresh_run_with_the_record(tmp_path, monkeyp
     assert marks["03.x"].startswith("**flips**") and line.startswith("Reproducibility (`make verify-repro RECORDED=1`): a fresh build")
     with pytest.raises(SoftlibError, match="nothing recorded"):
         main(["--only", "02", "--work", str(tmp_path / "work"), "--against-recorded", "--compare-only"])
+
+
+def test_contradictions_are_only_held_against_not_held(tmp_path):
+    from softlib.tooling.repro import contradicting
+
+    _write(tmp_path / "a", "held", 1.0, 0.5, 1.5)
+    _write(tmp_path / "b", "not held", -1.0, -1.5, -0.5)
+    assert contradicting(compare(tmp_path / "a", tmp_path / "b", "quick")) == ["03.x"]
+    _write(tmp_path / "c", "undetermined", 0.2, -0.5, 0.9)
+    assert contradicting(compare(tmp_path / "a", tmp_path / "c", "quick")) == []
+
+
+def test_as_make_book_needs_against_recorded(tmp_path):
+    with pytest.raises(SoftlibError, match="--as-make-book goes with --against-recorded"):
+        main(["--only", "03", "--work", str(tmp_path), "--as-make-book"])
+
+
+def test_as_make_book_pools_the_recorded_seeds(tmp_path, monkeypatch):
+    """The fresh run gets the committed seed replicates (and no --fresh-seeds): only seed 0 is trained."""
+    from softlib.tooling import repro
+
+    seeds = tmp_path / "results" / "quick" / "seeds"
+    seeds.mkdir(parents=True)
+    (seeds / "03_detectors-seed1.json").write_text("{}")
+    (seeds / "notes.txt").write_text("not a replicate")
+    calls = []
+    monkeypatch.setattr(repro.subprocess, "run", lambda cmd, env, check: calls.append((cmd, env)))
+    repro._run("quick", ["03"], 1, tmp_path / "work", recorded_seeds=seeds)
+    (cmd, env), = calls
+    assert "--fresh-seeds" not in cmd and env["OMP_NUM_THREADS"] == "1"
+    copied = tmp_path / "work" / "results" / "quick" / "seeds"
+    assert sorted(p.name for p in copied.iterdir()) == ["03_detectors-seed1.json"]
+    repro._run("quick", ["03"], 2, tmp_path / "work2")
+    assert "--fresh-seeds" in calls[-1][0] and not (tmp_path / "work2" / "results").exists()

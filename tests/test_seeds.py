@@ -218,6 +218,17 @@ def test_rebuild_agreement_is_high_far_from_the_criterion_and_low_near_it() -> N
     assert claims.rebuild_agreement(_inputs([0.2, 0.9, 0.6, 1.2, 0.5], rule="less_than", threshold=2.0), HELD) > 0.95
 
 
+def test_a_fresh_clone_that_retrains_one_seed_agrees_more_often_than_a_full_rebuild() -> None:
+    near = _inputs([0.2, 0.9, 0.6, 1.2, 0.5])
+    full = claims.rebuild_agreement(near, HELD)
+    clone = claims.rebuild_agreement(near, HELD, redraw=1)
+    assert full is not None and clone is not None and full < clone < 1.0
+    assert claims.rebuild_agreement(near, HELD, redraw=5) == full  # every seed redrawn: the full rebuild
+    for bad in (0, 6, 1.5, True):
+        with pytest.raises(SoftlibError, match="redraw"):
+            claims.rebuild_agreement(near, HELD, redraw=bad)
+
+
 def test_rebuild_agreement_needs_seeds_rules_and_a_consistent_verdict() -> None:
     assert claims.rebuild_agreement(_inputs([1.0]), HELD) is None  # one seed
     assert claims.rebuild_agreement([[{"value": 1.0, "low": 0.9, "high": 1.1}]] * 3, HELD) is None  # no rule recorded
@@ -234,8 +245,10 @@ def test_evaluate_reports_rebuild_agreement_when_seeds_are_pooled() -> None:
     assert t.loc[0, "verdict"] == HELD and t.loc[0, "rebuild agrees"] > 0.9
     rec = claims.for_record(t)[0]
     assert rec["rebuild_agreement"] == pytest.approx(t.loc[0, "rebuild agrees"])
-    assert "a rebuild agrees" in claims.display_table(t).columns
+    assert rec["clone_agreement"] == pytest.approx(t.loc[0, "clone agrees"]) and rec["clone_agreement"] >= 0.9
+    assert {"a rebuild agrees", "a fresh clone agrees"} <= set(claims.display_table(t).columns)
     one = claims.evaluate([_claim(_above)], {"diff": Estimate(0.3, 0.2, 0.4)})
     assert np.isnan(one.loc[0, "rebuild agrees"]) and claims.for_record(one)[0]["rebuild_agreement"] is None
+    assert claims.for_record(one)[0]["clone_agreement"] is None
     assert claims.agreement_label(None) == "—" and claims.agreement_label(0.5) == "50% (borderline)"
     assert claims.agreement_label(0.97) == "97%"

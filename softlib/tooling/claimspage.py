@@ -76,11 +76,14 @@ def _repro(results: Path) -> tuple[dict[str, str], str]:
             out[r["claim"]] = f"**flips**: {r.get('verdict A')} / {r.get('verdict B')}"
     a, b = d.get("threads", ["?", "?"])
     flips = d.get("verdict_flips", [])
-    how = (f"Reproducibility (`make verify-repro RECORDED=1`): {d['description']}" if d.get("description") else
+    cmd = "make verify-repro RECORDED=1" + (" CLONE=1" if d.get("as_make_book") else "")
+    how = (f"Reproducibility (`{cmd}`): {d['description']}" if d.get("description") else
            f"Reproducibility (`make verify-repro`, commit `{d.get('commit', '?')}`): chapters "
            f"{', '.join(d.get('chapters', []))} run twice from empty caches with {a} and {b} BLAS threads")
-    line = (f"{how}; {len(flips)} of {d.get('claims', '?')} verdicts "
-            f"differ, {d.get('numbers_outside_other_interval', '?')} of {d.get('numbers', '?')} deciding numbers fall outside "
+    contra = d.get("contradictions")
+    line = (f"{how}; {len(flips)} of {d.get('claims', '?')} verdicts differ"
+            + (f" ({len(contra)} of them from held to not held or back)" if contra is not None else "")
+            + f", {d.get('numbers_outside_other_interval', '?')} of {d.get('numbers', '?')} deciding numbers fall outside "
             "the other run's interval"
             + (f"; each run pooled {d['cnn_seeds']} training seeds of its own" if d.get("cnn_seeds") else "")
             + ". A different thread count trains slightly different weights, as another machine would. A verdict whose "
@@ -103,10 +106,11 @@ def page(results: Path) -> str:
              "or numbers (the `criterion` column says which). `ours` gives the deciding numbers of the quick run "
              "with their intervals; `paper settings` the verdict of the run recorded at the papers' settings "
              "(`results/paper/`), where one exists. Where the quick verdict pools several training seeds, "
-             "`a rebuild agrees` estimates how often an independent rebuild (other seeds, another machine) "
-             "would reach the same verdict (`softlib.claims.rebuild_agreement`, a bootstrap over the seeds); "
-             "under 90% the verdict sits near its criterion and is marked *borderline*: another build may "
-             "well call it undetermined.", "", repro_line, ""]
+             "`a rebuild agrees` estimates how often an independent rebuild (every seed trained again, on another "
+             "machine) would reach the same verdict (`softlib.claims.rebuild_agreement`, a bootstrap over the seeds), "
+             "and `a fresh clone agrees` how often `make book` on a fresh clone would: it trains seed 0 again and "
+             "pools the other seeds as recorded in `results/quick/seeds/`. Under 90% the verdict sits near its "
+             "criterion and is marked *borderline*: another build may well call it undetermined.", "", repro_line, ""]
     if not quick and not paper:
         return "\n".join([*lines, "No recorded run holds claims yet: run `make book` and commit `results/quick/`.", ""])
     for chapter in sorted(set(quick) | set(paper)):
@@ -118,8 +122,8 @@ def page(results: Path) -> str:
         lines += [f"## Chapter {chapter[:2]}: {chapter[3:].replace('_', ' ')}", ""]
         lines.append("Quick run: " + (_provenance(q) if q else "none recorded") + ". Papers' settings: "
                      + (_provenance(p) if claims_p else "no run recorded yet") + ".")
-        lines += ["", f"| paper | claim | criterion | ours (quick) | verdict (quick) | a rebuild agrees | {repro_col} "
-                  "| verdict (paper settings) | why |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "| paper | claim | criterion | ours (quick) | verdict (quick) | a rebuild agrees | a fresh clone agrees "
+                  f"| {repro_col} | verdict (paper settings) | why |", "|---|---|---|---|---|---|---|---|---|---|"]
         for cid in list(claims_q) + [c for c in claims_p if c not in claims_q]:
             c = claims_q.get(cid) or claims_p[cid]
             cite = f"{{cite:p}}`{CITE[c['paper']]}`" if c.get("paper") in CITE else _cell(c.get("paper", ""))
@@ -128,7 +132,8 @@ def page(results: Path) -> str:
             lines.append(f"| {cite}, {_cell(c.get('section', ''))} | {_cell(c.get('claim', ''))} | "
                          f"{_cell(c.get('criterion', ''))} ({_cell(c.get('source', ''))}) | "
                          f"{_cell(_numbers(claims_q.get(cid, {})))} | {vq} | "
-                         f"{agreement_label(claims_q.get(cid, {}).get('rebuild_agreement'))} | {repro.get(cid, 'not checked')} | {vp} | "
+                         f"{agreement_label(claims_q.get(cid, {}).get('rebuild_agreement'))} | "
+                         f"{agreement_label(claims_q.get(cid, {}).get('clone_agreement'))} | {repro.get(cid, 'not checked')} | {vp} | "
                          f"{_cell(c.get('why', ''))} |")
         lines.append("")
     counts: dict[str, int] = {}

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from softlib.cache import Entry, spec_key
-from softlib.profiles import PROFILES, Profile, get_profile
+from softlib.profiles import PROFILES, Profile, get_profile, grid_axes
 from softlib.validate import SoftlibError, check_choice, check_int
 
 #: Chapters that have cache entries (01 trains nothing).
@@ -315,8 +315,9 @@ def _needs_05(b: _Builder, seed: int) -> None:
     b.model("resnet", d, seed, loss="ls_lsq", loss_params={"lambda1": 1.0, "lambda2": 0.0}, depth=p.resnet_depth,
             epochs=p.resnet_epochs)
     grid_steps = min(outcomes.DEFAULT_STEPS, int(p.attack_steps))
-    for l1 in p.grid:
-        for l2 in p.grid:
+    lambdas1, lambdas2 = grid_axes(p)
+    for l1 in lambdas1:
+        for l2 in lambdas2:
             # robustness.run_grid: the cell lambda1 = lambda2 = 0 is plain CE (003 eq. 3 reduces to eq. 1)
             loss, params = ("ce", None) if l1 == 0 and l2 == 0 else \
                 ("ls_lsq", {"lambda1": float(l1), "lambda2": float(l2)})

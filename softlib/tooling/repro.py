@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -63,6 +64,17 @@ def compare(a: Path, b: Path, profile: str, chapters: list[str] | None = None) -
     return pd.DataFrame(rows)
 
 
+def contradicting(table: pd.DataFrame) -> list[str]:
+    """The claims of a :func:`compare` table held in one run and not held in the other.
+
+    A verdict that moves between *held* (or *not held*) and *undetermined* sits near its criterion; one
+    that moves from *held* to *not held* would mean the intervals did not cover what a rebuild finds.
+    """
+    pair = {"held", "not held"}
+    rows = table[table.apply(lambda r: {r["verdict A"], r["verdict B"]} == pair, axis=1)] if len(table) else table
+    return sorted(rows["claim"].unique().tolist()) if len(rows) else []
+
+
 def _recorded_runs(results: Path, profile: str, chapters: list[str]) -> dict[str, Any]:
     """The commits and thread count of the committed records of ``chapters`` (seed 0 and replicates)."""
     commits, threads = [], set()
@@ -79,14 +91,24 @@ def _recorded_runs(results: Path, profile: str, chapters: list[str]) -> dict[str
     return {"commits": commits, "threads": " / ".join(sorted(threads)), "files": len(files)}
 
 
-def _run(profile: str, only: list[str], threads: int, root: Path) -> float:
+def _run(profile: str, only: list[str], threads: int, root: Path, recorded_seeds: Path | None = None) -> float:
+    """Run the chapters under ``threads`` BLAS threads with an empty cache; return the wall time.
+
+    ``recorded_seeds``: a ``results/<profile>/seeds`` folder whose replicates are pooled as recorded (what
+    ``make book`` does on a fresh clone: only seed 0 is trained here); None trains every seed here.
+    """
     root = root.absolute()  # the kernels run in notebooks/: relative paths would land there
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "OPENBLAS_NUM_THREADS": str(threads), "SOFTLIB_CACHE": str(root / "cache"),
            "SOFTLIB_RESULTS": str(root / "results")}
+    if recorded_seeds is not None:
+        dest = root / "results" / profile / "seeds"
+        dest.mkdir(parents=True, exist_ok=True)
+        for f in sorted(recorded_seeds.glob("[0-9][0-9]_*-seed*.json")):
+            shutil.copy2(f, dest / f.name)
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "softlib.tooling.notebooks", "run", "--profile", profile, "--out", str(root / "notebooks"),
-           "--only", *only, "--fresh-seeds"]
+           "--only", *only, *([] if recorded_seeds is not None else ["--fresh-seeds"])]
     subprocess.run(cmd, env=env, check=True)
     return time.perf_counter() - t0
 
@@ -108,7 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against-recorded", action="store_true",
                         help="one fresh run (the first --threads count, every seed trained here) against the "
                              "committed record in results/<profile>/: what a fresh clone on another machine checks")
+    parser.add_argument("--as-make-book", action="store_true",
+                        help="with --against-recorded: train seed 0 here and pool the other seeds as recorded in "
+                             "results/<profile>/seeds/, as `make book` on a fresh clone does")
     args = parser.parse_args(argv)
+    if args.as_make_book and not args.against_recorded:
+        raise SoftlibError("--as-make-book goes with --against-recorded (it is a check against the committed record)")
     check_choice("profile", args.profile, PROFILES)
     for t in args.threads:
         check_int("--threads", t, low=1, high=os.cpu_count() or 1)
@@ -117,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.against_recorded:
         recorded = _recorded_runs(results_dir(), args.profile, chapters)
         if not args.compare_only:
-            walls["B"] = _run(args.profile, args.only, args.threads[0], args.work / f"threads-{args.threads[0]}")
+            walls["B"] = _run(args.profile, args.only, args.threads[0], args.work / f"threads-{args.threads[0]}",
+                              results_dir() / args.profile / "seeds" if args.as_make_book else None)
         table = compare(results_dir(), args.work / f"threads-{args.threads[0]}" / "results", args.profile, chapters)
     else:
         for label, t in zip("AB", args.threads):
@@ -128,23 +156,27 @@ def main(argv: list[str] | None = None) -> int:
     with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_colwidth", 40):
         print(table.to_string(index=False))
     flips = table.loc[~table["same verdict"], "claim"].unique().tolist()
+    contradictions = contradicting(table)
     outside = table[(table["A in B's interval"] == False) | (table["B in A's interval"] == False)]  # noqa: E712
     summary = {"profile": args.profile, "chapters": args.only, "threads": args.threads, "commit": git_commit(),
                "cnn_seeds": PROFILES[args.profile].cnn_seeds,
                "wall_s": walls, "claims": int(table["claim"].nunique()), "verdict_flips": flips,
+               "contradictions": contradictions,
                "numbers": int(table["A"].notna().sum()), "numbers_outside_other_interval": len(outside),
                "rows": table.to_dict("records")}
     if args.against_recorded:
         summary["threads"] = [recorded["threads"], args.threads[0]]
         summary["against_recorded"] = recorded
+        summary["as_make_book"] = bool(args.as_make_book)
+        seeds = ("seed 0 trained here, the other seeds pooled as recorded, as `make book` on a fresh clone does"
+                 if args.as_make_book else f"its own {summary['cnn_seeds']} training seeds")
         summary["description"] = (
-            f"a fresh build (commit `{summary['commit']}`, {args.threads[0]} BLAS thread(s), its own "
-            f"{summary['cnn_seeds']} training seeds, an empty cache) of chapters {', '.join(chapters)} against the "
-            f"recorded run in `results/{args.profile}/` (commits {', '.join(recorded['commits'])}; threads: "
-            f"{recorded['threads']})")
+            f"a fresh build (commit `{summary['commit']}`, {args.threads[0]} BLAS thread(s), {seeds}, an empty "
+            f"cache) of chapters {', '.join(chapters)} against the recorded run in `results/{args.profile}/` "
+            f"(commits {', '.join(recorded['commits'])}; threads: {recorded['threads']})")
     atomic_write_json(results_dir() / f"repro-{args.profile}.json", summary)
-    print(f"\n{summary['claims']} claims, {len(flips)} verdict flips {flips}; {summary['numbers']} numbers, "
-          f"{len(outside)} outside the other run's interval")
+    print(f"\n{summary['claims']} claims, {len(flips)} verdict flips {flips} ({len(contradictions)} from held to not "
+          f"held or back); {summary['numbers']} numbers, {len(outside)} outside the other run's interval")
     return 1 if flips else 0
 
 
