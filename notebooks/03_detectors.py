@@ -490,7 +490,7 @@ glue("recorded_note_03", Markdown(claims.recorded_note("03_detectors")), display
 # **Training seeds.** An interval over test examples says nothing about the network itself: the
 # same recipe trained again (another seed, another machine, another number of BLAS threads) gives
 # a slightly different network, and a verdict that rests on a difference smaller than that would
-# flip. So the book trains the network with `cnn_seeds` seeds (5 in the quick profile, 3 in the paper
+# flip. So the book trains the network with `cnn_seeds` seeds (10 in the quick profile, 3 in the paper
 # profile): the runner executes this chapter for seeds 1 to `cnn_seeds` - 1 first (or reuses their
 # recorded runs), and every interval a verdict uses is pooled over the seeds (the mean, widened by
 # the seeds' spread: `softlib.claims.pool_estimates`). Even so, a verdict whose interval ends near

@@ -103,3 +103,35 @@ def test_as_make_book_pools_the_recorded_seeds(tmp_path, monkeypatch):
     assert sorted(p.name for p in copied.iterdir()) == ["03_detectors-seed1.json"]
     repro._run("quick", ["03"], 2, tmp_path / "work2")
     assert "--fresh-seeds" in calls[-1][0] and not (tmp_path / "work2" / "results").exists()
+
+
+def _seed_record(root, name, claims_):
+    root.mkdir(parents=True, exist_ok=True)
+    (root / name).write_text(json.dumps({"numbers": {"claims": claims_}}))
+
+
+def _claim_with(value, cid="03.x", rule="greater_than"):
+    return {"id": cid, "verdict": "held", "numbers": {},
+            "rule_inputs": [{"value": value, "low": value - 0.1, "high": value + 0.1, "rule": rule, "threshold": 0.0}]}
+
+
+def test_simulated_seed_counts_make_a_fresh_clone_agree_more_often(tmp_path, monkeypatch):
+    from softlib.tooling.repro import seed_inputs, simulate_seeds
+
+    quick = tmp_path / "quick"
+    near = [0.9, 0.2, 1.1, -0.1, 0.7]  # a claim whose seeds straddle its criterion: borderline
+    _seed_record(quick, "03_detectors.json", [_claim_with(near[0]), _claim_with(5.0, "03.far")])
+    for k, v in enumerate(near[1:], start=1):
+        _seed_record(quick / "seeds", f"03_detectors-seed{k}.json", [_claim_with(v), _claim_with(5.0 + 0.1 * k, "03.far")])
+    inputs = seed_inputs(tmp_path, "quick", ["03"])
+    assert set(inputs) == {"03.x", "03.far"} and len(inputs["03.x"]) == 5
+    assert inputs == seed_inputs(tmp_path, "quick", ["03", "05"]) and seed_inputs(tmp_path, "quick", ["02"]) == {}
+    few, many = (simulate_seeds(inputs, n, draws=40, n_sim=300) for n in (3, 15))
+    assert few["03.far"]["fresh_clone"] < 0.01 and few["03.far"]["full_rebuild"] < 0.01
+    assert many["03.x"]["fresh_clone"] < few["03.x"]["fresh_clone"]
+    assert 0.05 < few["03.x"]["full_rebuild"] < 0.95
+    with pytest.raises(SoftlibError, match="n_seeds"):
+        simulate_seeds(inputs, 1)
+    monkeypatch.setenv("SOFTLIB_RESULTS", str(tmp_path))
+    with pytest.raises(SoftlibError, match="--simulate-seeds"):
+        main(["--only", "03", "--simulate-seeds", "1"])

@@ -75,6 +75,73 @@ def contradicting(table: pd.DataFrame) -> list[str]:
     return sorted(rows["claim"].unique().tolist()) if len(rows) else []
 
 
+def seed_inputs(results: Path, profile: str, chapters: list[str]) -> dict[str, list[list[dict[str, Any]]]]:
+    """Per claim, the rule inputs recorded for each training seed (seed 0 first, then the replicates).
+
+    Only claims whose every recorded seed has rule inputs with their rule are kept (what
+    :func:`softlib.claims.rebuild_agreement` needs).
+    """
+    out: dict[str, list[list[dict[str, Any]]]] = {}
+    for f in sorted((results / profile).glob("[0-9][0-9]_*.json")):
+        if f.name[:2] not in chapters:
+            continue
+        reps = sorted((results / profile / "seeds").glob(f"{f.stem}-seed*.json"))
+        runs = [json.loads(x.read_text()).get("numbers", {}).get("claims") or [] for x in [f, *reps]]
+        by_id = [{c["id"]: c for c in run if isinstance(c, dict) and "id" in c} for run in runs]
+        for cid, c in by_id[0].items():
+            inputs = [b.get(cid, {}).get("rule_inputs") for b in by_id]
+            if len(runs) > 1 and all(isinstance(i, list) and i and all("rule" in e for e in i) for i in inputs):
+                out[cid] = inputs
+    return out
+
+
+def simulate_seeds(inputs: dict[str, list[list[dict[str, Any]]]], n_seeds: int, *, draws: int = 60,
+                   n_sim: int = 500, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Expected verdict changes of a rebuild if the record pooled ``n_seeds`` training seeds.
+
+    For each claim, ``draws`` records of ``n_seeds`` seeds are drawn from normals with the recorded
+    seeds' mean and spread per rule input (the recorded bootstrap widths kept); for each such record,
+    its verdict and :func:`softlib.claims.rebuild_agreement` for a full rebuild and for a fresh clone
+    (``redraw=1``: seed 0 trained again, the others as recorded). Returns, per claim, the mean chance
+    that each kind of rebuild changes the verdict.
+    """
+    import numpy as np
+    from scipy import stats
+
+    from softlib import claims as C
+
+    n_seeds = check_int("n_seeds", n_seeds, low=2, high=100)
+    draws = check_int("draws", draws, low=1, high=10_000)
+    rng = np.random.default_rng(seed)
+    names = {0: C.HELD, 1: C.NOT_HELD, 2: C.UNDETERMINED}
+    out = {}
+    for cid, runs in inputs.items():
+        v = np.array([[float(e["value"]) for e in r] for r in runs])
+        lo = np.array([[float(e["value"]) - float(e["low"]) for e in r] for r in runs]).mean(axis=0)
+        hi = np.array([[float(e["high"]) - float(e["value"]) for e in r] for r in runs]).mean(axis=0)
+        rules = [(str(e["rule"]), float(e["threshold"])) for e in runs[0]]
+        m, sd = v.mean(axis=0), v.std(axis=0, ddof=1)
+        t = stats.t.ppf(0.975, n_seeds - 1)
+        full, clone = [], []
+        for _ in range(draws):
+            vals = rng.normal(m, sd, size=(n_seeds, len(rules)))
+            half = t * vals.std(axis=0, ddof=1) / np.sqrt(n_seeds)
+            pm = vals.mean(axis=0)
+            codes = np.stack([C._rule_codes(r, thr, pm[k:k + 1] - np.hypot(lo[k], half[k]),
+                                            pm[k:k + 1] + np.hypot(hi[k], half[k])) for k, (r, thr) in enumerate(rules)], axis=1)
+            verdict = names[int(C._all_of_codes(codes)[0])]
+            record = [[{"value": float(x), "low": float(x - lo[k]), "high": float(x + hi[k]), "rule": r, "threshold": thr}
+                       for k, (x, (r, thr)) in enumerate(zip(row, rules))] for row in vals]
+            a = C.rebuild_agreement(record, verdict, n_sim=n_sim)
+            b = C.rebuild_agreement(record, verdict, n_sim=n_sim, redraw=1)
+            if a is not None and b is not None:
+                full.append(1 - a)
+                clone.append(1 - b)
+        if full:
+            out[cid] = {"full_rebuild": float(np.mean(full)), "fresh_clone": float(np.mean(clone))}
+    return out
+
+
 def _recorded_runs(results: Path, profile: str, chapters: list[str]) -> dict[str, Any]:
     """The commits and thread count of the committed records of ``chapters`` (seed 0 and replicates)."""
     commits, threads = [], set()
@@ -133,7 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--as-make-book", action="store_true",
                         help="with --against-recorded: train seed 0 here and pool the other seeds as recorded in "
                              "results/<profile>/seeds/, as `make book` on a fresh clone does")
+    parser.add_argument("--simulate-seeds", nargs="+", type=int, metavar="N",
+                        help="no run: from the recorded seeds, the expected number of verdicts a full rebuild and a "
+                             "fresh clone would change if the record pooled N seeds (softlib.tooling.repro.simulate_seeds)")
     args = parser.parse_args(argv)
+    if args.simulate_seeds:
+        return _simulate(args.profile, args.only, args.simulate_seeds)
     if args.as_make_book and not args.against_recorded:
         raise SoftlibError("--as-make-book goes with --against-recorded (it is a check against the committed record)")
     check_choice("profile", args.profile, PROFILES)
@@ -178,6 +250,32 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{summary['claims']} claims, {len(flips)} verdict flips {flips} ({len(contradictions)} from held to not "
           f"held or back); {summary['numbers']} numbers, {len(outside)} outside the other run's interval")
     return 1 if flips else 0
+
+
+def _simulate(profile: str, only: list[str], seeds_list: list[int]) -> int:
+    from softlib.cache import atomic_write_json
+    from softlib.paths import results_dir
+    from softlib.profiles import PROFILES
+    from softlib.tooling.notebooks import notebook_paths
+
+    check_choice("profile", profile, PROFILES)
+    ns = [check_int("--simulate-seeds", n, low=2, high=100) for n in seeds_list]
+    chapters = [p.stem[:2] for p in notebook_paths(only)]
+    inputs = seed_inputs(results_dir(), profile, chapters)
+    if not inputs:
+        raise SoftlibError(f"--simulate-seeds: no claims with recorded seed replicates under {results_dir() / profile}")
+    rows = {}
+    for n in ns:
+        per = simulate_seeds(inputs, n)
+        rows[str(n)] = {"full_rebuild": sum(d["full_rebuild"] for d in per.values()),
+                        "fresh_clone": sum(d["fresh_clone"] for d in per.values()), "per_claim": per}
+        print(f"{n:3d} seeds: a full rebuild changes {rows[str(n)]['full_rebuild']:.2f} of {len(per)} verdicts, "
+              f"a fresh clone {rows[str(n)]['fresh_clone']:.2f} (expected)")
+    atomic_write_json(results_dir() / f"repro-{profile}-seeds-sim.json",
+                      {"profile": profile, "chapters": chapters, "recorded_seeds": len(next(iter(inputs.values()))),
+                       "claims": len(inputs), "how": "softlib.tooling.repro.simulate_seeds (60 records per claim and "
+                       "seed count, 500 rebuilds each)", "seeds": rows})
+    return 0
 
 
 if __name__ == "__main__":
