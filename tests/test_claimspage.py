@@ -76,3 +76,15 @@ def test_page_shows_both_rebuild_estimates(tmp_path):
     assert len(cols) == len(cells)
     assert cells[cols.index("a rebuild agrees")] == "46% (borderline)"
     assert cells[cols.index("a fresh clone agrees")] == "97%"
+
+
+def test_page_names_the_stricter_every_seed_check_when_recorded(tmp_path):
+    _write(tmp_path, "quick", "03_detectors", _rows("held"))
+    (tmp_path / "repro-quick-every-seed.json").write_text(json.dumps({
+        "commit": "abc", "claims": 21, "numbers": 50, "numbers_outside_other_interval": 0,
+        "verdict_flips": ["03.a", "03.b"]}))
+    text = claimspage.page(tmp_path)
+    assert "every seed trained again (`results/repro-quick-every-seed.json`, commit `abc`): 2 of 21 verdicts differ" in text
+    (tmp_path / "repro-quick-every-seed.json").write_text("{oops")
+    with pytest.raises(SoftlibError, match="repro-quick-every-seed.json"):
+        claimspage.page(tmp_path)

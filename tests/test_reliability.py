@@ -434,3 +434,21 @@ def test_scale_check_of_float32_features_is_silent_and_float64_overflow_is_refus
         check_finite_scale("features", np.full((4, 3), 3e38, dtype=np.float32))
     with pytest.raises(SoftlibError, match="features has values of magnitude"):
         check_finite_scale("features", np.array([FEATURE_MAX * 10]))
+
+
+def test_runner_eta_uses_the_cold_build_record_when_the_cache_is_empty(tmp_path, monkeypatch):
+    from softlib.tooling.notebooks import _previous_seconds
+
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    results.mkdir()
+    monkeypatch.setenv("SOFTLIB_RESULTS", str(results))
+    monkeypatch.setenv("SOFTLIB_CACHE", str(cache))
+    assert _previous_seconds("quick") == ({}, "last recorded quick build")  # nothing recorded: no ETA
+    (results / "timings-quick.json").write_text(json.dumps({"notebooks": [{"notebook": "02", "seconds": 50, "ok": True}]}))
+    (results / "timings-quick-cold.json").write_text(json.dumps({"notebooks": [{"notebook": "02", "seconds": 500}]}))
+    assert _previous_seconds("quick") == ({"02": 500.0}, "the recorded cold quick build")
+    (cache / "models").mkdir(parents=True)
+    (cache / "models" / "abc.safetensors").write_bytes(b"")
+    assert _previous_seconds("quick") == ({"02": 50.0}, "last recorded quick build")
+    (results / "timings-quick.json").write_text("{not json")
+    assert _previous_seconds("quick") == ({}, "last recorded quick build")

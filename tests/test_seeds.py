@@ -187,7 +187,7 @@ def test_runner_refuses_bad_seeds(tmp_path: Path) -> None:
 def test_profiles_seed_counts() -> None:
     from softlib.profiles import get_profile
 
-    assert get_profile("quick").cnn_seeds == 5 and get_profile("paper").cnn_seeds == 3
+    assert get_profile("quick").cnn_seeds == 10 and get_profile("paper").cnn_seeds == 3
     with pytest.raises(SoftlibError, match="cnn_seeds"):
         get_profile("quick", cnn_seeds=0)
 

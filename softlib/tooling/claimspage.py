@@ -65,7 +65,7 @@ def _repro(results: Path) -> tuple[dict[str, str], str]:
     try:
         d = json.loads(path.read_text())
     except FileNotFoundError:
-        return {}, "No reproducibility check is recorded yet (`make verify-repro`)."
+        return {}, "No reproducibility check is recorded yet (`make verify-repro`)." + _strict_line(results)
     except (OSError, json.JSONDecodeError) as exc:
         raise SoftlibError(f"{path} is not readable JSON ({exc}); fix or delete it") from None
     out: dict[str, str] = {}
@@ -90,7 +90,22 @@ def _repro(results: Path) -> tuple[dict[str, str], str]:
             "interval ends near its criterion can change between *held* (or *not held*) and *undetermined* from one "
             "such build to the next however many seeds are pooled: the `a rebuild agrees` column estimates how often, "
             "and a verdict marked *flips* should be read as undetermined.")
-    return out, line
+    return out, line + _strict_line(results)
+
+
+def _strict_line(results: Path) -> str:
+    """One sentence on the stricter check (every seed trained again), when one is recorded."""
+    strict = results / "repro-quick-every-seed.json"
+    if not strict.is_file():
+        return ""
+    try:
+        e = json.loads(strict.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SoftlibError(f"{strict} is not readable JSON ({exc}); fix or delete it") from None
+    return (f" The stricter check, every seed trained again (`results/{strict.name}`, commit "
+            f"`{e.get('commit', '?')}`): {len(e.get('verdict_flips', []))} of {e.get('claims', '?')} verdicts differ, "
+            f"{e.get('numbers_outside_other_interval', '?')} of {e.get('numbers', '?')} numbers fall outside the "
+            "other run's interval.")
 
 
 def page(results: Path) -> str:

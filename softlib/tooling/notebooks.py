@@ -164,15 +164,29 @@ def tidy_outputs(path: Path) -> int:
     return dropped
 
 
-def _previous_seconds(profile: str) -> dict[str, float]:
-    """Per-notebook seconds of the last recorded build of ``profile`` (for an ETA), if any."""
+def _previous_seconds(profile: str) -> tuple[dict[str, float], str]:
+    """Per-notebook seconds of the last recorded build of ``profile`` (for an ETA), if any, and which build.
+
+    With an empty model cache (a fresh clone) the recorded *cold* build (``timings-<profile>-cold.json``)
+    is the better guess, when there is one: the last build recorded is usually a warm one.
+    """
+    from softlib.cache import cache_root
     from softlib.paths import results_dir
 
+    def read(name: str) -> dict[str, float]:
+        try:
+            d = json.loads((results_dir() / name).read_text())
+            return {t["notebook"]: float(t["seconds"]) for t in d.get("notebooks", []) if t.get("ok", True)}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return {}
+
     try:
-        d = json.loads((results_dir() / f"timings-{profile}.json").read_text())
-        return {t["notebook"]: float(t["seconds"]) for t in d.get("notebooks", []) if t.get("ok")}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        cold = not any((cache_root() / "models").glob("*.safetensors"))
+    except (OSError, SoftlibError):
+        cold = False
+    if cold and (seconds := read(f"timings-{profile}-cold.json")):
+        return seconds, f"the recorded cold {profile} build"
+    return read(f"timings-{profile}.json"), f"last recorded {profile} build"
 
 
 def _say(msg: str, log: Path | None) -> None:
@@ -251,14 +265,14 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
     out_dir = ensure_dir(Path(out_dir).absolute(), "output", None)
     write_status_pages(out_dir)
     log = out_dir / f"run-{profile}.log"
-    previous = _previous_seconds(profile)
+    previous, eta_source = _previous_seconds(profile)
     timings: list[Timing] = []
     failure: Exception | None = None
     t_run = time.perf_counter()
     jobs = _jobs(paths, profile, out_dir, extra or {}, seeds, bool(fresh_seeds), log)
     for i, (label, path, target, params) in enumerate(jobs):
         left = [previous.get(j[0]) for j in jobs[i:]]
-        eta = (f"; ETA {sum(left) / 60:.0f} min (last recorded {profile} build)" if all(v is not None for v in left)
+        eta = (f"; ETA {sum(left) / 60:.0f} min ({eta_source})" if all(v is not None for v in left)
                else "; no ETA (no complete recorded timing for this profile yet)")
         _say(f"[{profile}] {i + 1}/{len(jobs)} executing {label} (elapsed {(time.perf_counter() - t_run) / 60:.1f} min"
              f"{eta})", log)
