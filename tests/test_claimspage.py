@@ -88,3 +88,14 @@ def test_page_names_the_stricter_every_seed_check_when_recorded(tmp_path):
     (tmp_path / "repro-quick-every-seed.json").write_text("{oops")
     with pytest.raises(SoftlibError, match="repro-quick-every-seed.json"):
         claimspage.page(tmp_path)
+
+
+def test_page_says_the_clone_check_pooled_the_recorded_seeds(tmp_path):
+    _write(tmp_path, "quick", "03_detectors", _rows("held"))
+    (tmp_path / "repro-quick.json").write_text(json.dumps({
+        "threads": ["2", 1], "claims": 1, "commit": "abc", "numbers": 1, "numbers_outside_other_interval": 0,
+        "verdict_flips": [], "contradictions": [], "cnn_seeds": 10, "as_make_book": True, "description": "a fresh build",
+        "rows": [{"claim": CLAIMS[0].id, "same verdict": True, "verdict A": "held", "verdict B": "held"}]}))
+    text = claimspage.page(tmp_path)
+    assert "`make verify-repro RECORDED=1 CLONE=1`" in text and "0 of 1 verdicts differ (0 of them from held" in text
+    assert "trained seed 0 and pooled the record's other 9" in text and "of its own" not in text

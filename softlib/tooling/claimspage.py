@@ -85,7 +85,9 @@ def _repro(results: Path) -> tuple[dict[str, str], str]:
             + (f" ({len(contra)} of them from held to not held or back)" if contra is not None else "")
             + f", {d.get('numbers_outside_other_interval', '?')} of {d.get('numbers', '?')} deciding numbers fall outside "
             "the other run's interval"
-            + (f"; each run pooled {d['cnn_seeds']} training seeds of its own" if d.get("cnn_seeds") else "")
+            + ("" if not d.get("cnn_seeds") else
+               f"; the fresh build trained seed 0 and pooled the record's other {d['cnn_seeds'] - 1}" if d.get("as_make_book")
+               else f"; each run pooled {d['cnn_seeds']} training seeds of its own")
             + ". A different thread count trains slightly different weights, as another machine would. A verdict whose "
             "interval ends near its criterion can change between *held* (or *not held*) and *undetermined* from one "
             "such build to the next however many seeds are pooled: the `a rebuild agrees` column estimates how often, "
