@@ -256,8 +256,6 @@ def rebuild_agreement(seeds_inputs: Sequence[Sequence[Mapping[str, Any]]], verdi
     fresh clone's ``make book`` trains seed 0 and pools the other seeds as recorded in
     ``results/<profile>/seeds/``: ``redraw=1`` estimates how often *it* agrees with the record.
     """
-    from scipy import stats
-
     runs = [list(r) for r in seeds_inputs]
     n = len(runs)
     if redraw is not None:
@@ -274,27 +272,37 @@ def rebuild_agreement(seeds_inputs: Sequence[Sequence[Mapping[str, Any]]], verdi
     if not (np.isfinite(v).all() and np.isfinite(lo_w).all() and np.isfinite(hi_w).all()):
         return None
     # the recorded verdict must be what all_of over the rules gives on the recorded seeds
-    m, sd = v.mean(axis=0), v.std(axis=0, ddof=1)
-    t = stats.t.ppf(0.975, n - 1)
-    half = t * sd / np.sqrt(n)
-    codes = np.stack([_rule_codes(r, thr, m[k:k + 1] - np.hypot(lo_w[k], half[k]), m[k:k + 1] + np.hypot(hi_w[k], half[k]))
-                      for k, (r, thr) in enumerate(rules)], axis=1)[0]
-    if _all_of_codes(codes[None])[0] != _CODES[verdict]:
+    if pooled_verdict_codes(v, lo_w, hi_w, rules) != _CODES[verdict]:
         return None
+    m, sd = v.mean(axis=0), v.std(axis=0, ddof=1)
     rng = np.random.default_rng(seed)
     sims = rng.normal(m, sd, size=(n_sim, n, len(rules)))  # (rebuilds, seeds, inputs)
     if redraw is not None and redraw < n:  # the seeds not trained again keep their recorded values
         sims[:, redraw:, :] = v[redraw:]
-    sm, ss = sims.mean(axis=1), sims.std(axis=1, ddof=1)
-    sh = t * ss / np.sqrt(n)
-    cols = [_rule_codes(r, thr, sm[:, k] - np.hypot(lo_w[k], sh[:, k]), sm[:, k] + np.hypot(hi_w[k], sh[:, k]))
+    return float((pooled_verdict_codes(sims, lo_w, hi_w, rules) == _CODES[verdict]).mean())
+
+
+def pooled_verdict_codes(values: np.ndarray, low_w: np.ndarray, high_w: np.ndarray,
+                         rules: Sequence[tuple[str, float]]) -> np.ndarray:
+    """:func:`all_of` the rules on intervals pooled over seeds, as :func:`pool_estimates` pools them.
+
+    ``values``: shape ``(..., seeds, inputs)``, the rule inputs' values per seed; ``low_w``, ``high_w``:
+    the average bootstrap half-widths per input; ``rules``: (rule, threshold) per input. Returns the
+    verdict codes (0 held, 1 not held, 2 undetermined) with shape ``values.shape[:-2]``.
+    """
+    from scipy import stats
+
+    n = values.shape[-2]
+    m = values.mean(axis=-2)
+    half = stats.t.ppf(0.975, n - 1) * values.std(axis=-2, ddof=1) / np.sqrt(n)
+    cols = [_rule_codes(r, thr, m[..., k] - np.hypot(low_w[k], half[..., k]), m[..., k] + np.hypot(high_w[k], half[..., k]))
             for k, (r, thr) in enumerate(rules)]
-    return float((_all_of_codes(np.stack(cols, axis=1)) == _CODES[verdict]).mean())
+    return _all_of_codes(np.stack(cols, axis=-1))
 
 
 def _all_of_codes(codes: np.ndarray) -> np.ndarray:
-    """:func:`all_of` row by row on rule codes (0 held, 1 not held, 2 undetermined)."""
-    return np.where((codes == 1).any(axis=1), 1, np.where((codes == 0).all(axis=1), 0, 2))
+    """:func:`all_of` along the last axis of rule codes (0 held, 1 not held, 2 undetermined)."""
+    return np.where((codes == 1).any(axis=-1), 1, np.where((codes == 0).all(axis=-1), 0, 2))
 
 
 @dataclass

@@ -71,8 +71,7 @@ def contradicting(table: pd.DataFrame) -> list[str]:
     that moves from *held* to *not held* would mean the intervals did not cover what a rebuild finds.
     """
     pair = {"held", "not held"}
-    rows = table[table.apply(lambda r: {r["verdict A"], r["verdict B"]} == pair, axis=1)] if len(table) else table
-    return sorted(rows["claim"].unique().tolist()) if len(rows) else []
+    return sorted({c for c, a, b in zip(table["claim"], table["verdict A"], table["verdict B"]) if {a, b} == pair})
 
 
 def seed_inputs(results: Path, profile: str, chapters: list[str]) -> dict[str, list[list[dict[str, Any]]]]:
@@ -88,7 +87,7 @@ def seed_inputs(results: Path, profile: str, chapters: list[str]) -> dict[str, l
         reps = sorted((results / profile / "seeds").glob(f"{f.stem}-seed*.json"))
         runs = [json.loads(x.read_text()).get("numbers", {}).get("claims") or [] for x in [f, *reps]]
         by_id = [{c["id"]: c for c in run if isinstance(c, dict) and "id" in c} for run in runs]
-        for cid, c in by_id[0].items():
+        for cid in by_id[0]:
             inputs = [b.get(cid, {}).get("rule_inputs") for b in by_id]
             if len(runs) > 1 and all(isinstance(i, list) and i and all("rule" in e for e in i) for i in inputs):
                 out[cid] = inputs
@@ -106,7 +105,6 @@ def simulate_seeds(inputs: dict[str, list[list[dict[str, Any]]]], n_seeds: int, 
     that each kind of rebuild changes the verdict.
     """
     import numpy as np
-    from scipy import stats
 
     from softlib import claims as C
 
@@ -121,15 +119,10 @@ def simulate_seeds(inputs: dict[str, list[list[dict[str, Any]]]], n_seeds: int, 
         hi = np.array([[float(e["high"]) - float(e["value"]) for e in r] for r in runs]).mean(axis=0)
         rules = [(str(e["rule"]), float(e["threshold"])) for e in runs[0]]
         m, sd = v.mean(axis=0), v.std(axis=0, ddof=1)
-        t = stats.t.ppf(0.975, n_seeds - 1)
         full, clone = [], []
         for _ in range(draws):
             vals = rng.normal(m, sd, size=(n_seeds, len(rules)))
-            half = t * vals.std(axis=0, ddof=1) / np.sqrt(n_seeds)
-            pm = vals.mean(axis=0)
-            codes = np.stack([C._rule_codes(r, thr, pm[k:k + 1] - np.hypot(lo[k], half[k]),
-                                            pm[k:k + 1] + np.hypot(hi[k], half[k])) for k, (r, thr) in enumerate(rules)], axis=1)
-            verdict = names[int(C._all_of_codes(codes)[0])]
+            verdict = names[int(C.pooled_verdict_codes(vals, lo, hi, rules))]
             record = [[{"value": float(x), "low": float(x - lo[k]), "high": float(x + hi[k]), "rule": r, "threshold": thr}
                        for k, (x, (r, thr)) in enumerate(zip(row, rules))] for row in vals]
             a = C.rebuild_agreement(record, verdict, n_sim=n_sim)
