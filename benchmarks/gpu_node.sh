@@ -6,7 +6,12 @@
 #   concurrency  several trainings side by side on the one GPU (benchmarks/bench_gpu_concurrency.py);
 #   attacks   the attack benchmark on the GPU (ratios against torchattacks);
 #   validate  one whole paper-profile task, timed, against the probe's projection (chapter 05's CE grid cell);
-#   ch01      chapter 01 at the paper profile through the kit's resumable runner (recorded numbers + notebook).
+#   ch01      chapter 01 at the paper profile through the kit's resumable runner (recorded numbers + notebook);
+#   seeds     the seed replicates of chapters 02-03 (seeds 1 .. cnn_seeds-1), one process per seed side by side on
+#             the GPU, for a seed 0 recorded elsewhere: the replicates' records and logs come back in seeds.tar.gz;
+#   repro     the quick book on this device against the committed (CPU) record, as `make book` on a fresh clone
+#             builds it (make verify-repro RECORDED=1 CLONE=1): results/repro-quick.json as repro-quick-<device>.json.
+#   (seeds runs in the background while repro runs: both share the GPU)
 # Usage (repository root on the node):
 #   KIT=build/kit312 OUT=/some/folder [STAGES="probe gpubench attacks validate ch01"] benchmarks/gpu_node.sh [SECONDS]
 # SECONDS (default 540) bounds the whole run; each stage gets a share of what is left.
@@ -84,5 +89,39 @@ if want ch01; then
   else
     say "no time left for chapter 01"
   fi
+fi
+seed_pids=""
+if want seeds; then
+  n=$($PY -c "from softlib.profiles import get_profile; print(get_profile('$PROFILE').cnn_seeds)")
+  say "seed replicates 1..$((n - 1)) of chapters 02-03 at the $PROFILE profile, side by side (at most $(( $(left) - 20 )) s)"
+  for k in $(seq 1 $((n - 1))); do
+    timeout $(( $(left) - 20 )) $PY -m softlib.tooling.notebooks run --profile $PROFILE --only 02 03 --replicate $k \
+        --out "$WORK/chapters" > "$WORK/seed$k.log" 2>&1 &
+    seed_pids="$seed_pids $!"
+  done
+fi
+if want repro; then
+  rp=${REPRO_PROFILE:-quick}
+  say "the $rp book (${REPRO_ONLY:-every chapter}) on this device against the committed record (at most $(( $(left) - 45 )) s)"
+  rm -rf "$WORK/rec" "$WORK/repro" && mkdir -p "$WORK/rec" && cp -r "results/$rp" "$WORK/rec/"
+  SOFTLIB_RESULTS="$WORK/rec" timeout $(( $(left) - 45 )) $PY -m softlib.tooling.repro --profile $rp \
+      --only ${REPRO_ONLY:-01 02 03 04 05 06} --threads ${REPRO_THREADS:-4} ${REPRO_THREADS:-4} --against-recorded --as-make-book --work "$WORK/repro" \
+      > "$WORK/repro.log" 2>&1
+  say "repro exit $?"
+  if [ ! -f "$WORK/rec/repro-$rp.json" ]; then  # out of time: compare the chapters that finished
+    done_ch=$(cd "$WORK/repro/threads-${REPRO_THREADS:-4}/results/$rp" 2>/dev/null && ls [0-9][0-9]_*.json | cut -c1-2 | tr '\n' ' ')
+    say "compared as far as it got: chapters ${done_ch:-none}"
+    [ -n "$done_ch" ] && SOFTLIB_RESULTS="$WORK/rec" $PY -m softlib.tooling.repro --profile $rp --only $done_ch \
+        --threads ${REPRO_THREADS:-4} ${REPRO_THREADS:-4} --against-recorded --as-make-book --compare-only --work "$WORK/repro" >> "$WORK/repro.log" 2>&1
+  fi
+  grep -v Warning "$WORK/repro.log" | grep "executing\|: [0-9.]* s$\|FAILED\|claims,\|rror" | tail -14
+  cp "$WORK/rec/repro-$rp.json" "$OUT/repro-$rp-device.json" 2>/dev/null
+  gzip -c "$WORK/repro.log" > "$OUT/repro.log.gz"
+fi
+if [ -n "$seed_pids" ]; then
+  for p in $seed_pids; do wait $p; say "replicate process $p: exit $?"; done
+  grep -h "executing\|: [0-9.]* s$\|FAILED\|rror" "$WORK"/seed*.log | grep -v Warning | tail -20
+  tar -czf "$OUT/seeds.tar.gz" -C "$WORK" results/$PROFILE/seeds $(cd "$WORK" && ls seed*.log) 2>/dev/null
+  ls -la "$WORK/results/$PROFILE/seeds" 2>/dev/null
 fi
 say "done"

@@ -218,17 +218,23 @@ def recorded_replicate(chapter: str, profile: str, seed: int, params: dict[str, 
 
 def _jobs(paths: list[Path], profile: str, out_dir: Path, extra: dict[str, Any],
           seeds: int, fresh_seeds: bool = False,
-          log: Path | None = None) -> list[tuple[str, Path, Path, dict[str, Any]]]:
+          log: Path | None = None,
+          replicates: list[int] | None = None) -> list[tuple[str, Path, Path, dict[str, Any]]]:
     """(label, notebook, output, parameters) in execution order: a chapter's seed replicates first.
 
     A replicate already recorded for the same recipe (:func:`recorded_replicate`) is not run again
     unless ``fresh_seeds``: the recorded runs are the book's cache of the other seeds' verdict inputs.
+    ``replicates`` (seeds >= 1): only these replicates, and no seed-0 run (a GPU node recording the
+    replicates of a seed 0 recorded elsewhere; several such runs can share one GPU).
     """
     base = {"profile": profile, **extra}
     jobs = []
     for path in paths:
+        if replicates is not None and path.stem not in SEED_REPLICATED:
+            raise SoftlibError(f"--replicate: chapter {path.stem} has no seed replicates; "
+                               f"allowed: {sorted(SEED_REPLICATED)}")
         if path.stem in SEED_REPLICATED and int(base.get("seed", 0)) == 0:
-            for k in range(1, seeds):
+            for k in (range(1, seeds) if replicates is None else replicates):
                 params = {**base, **SEED_REPLICATED[path.stem], "seed": k}
                 commit = None if fresh_seeds else recorded_replicate(path.stem, profile, k, params)
                 if commit is not None:
@@ -236,13 +242,19 @@ def _jobs(paths: list[Path], profile: str, out_dir: Path, extra: dict[str, Any],
                          "pooled as recorded (--fresh-seeds runs it again)", log)
                     continue
                 jobs.append((f"{path.stem} (seed {k})", path, out_dir / "seeds" / f"{path.stem}-seed{k}.ipynb", params))
-        jobs.append((path.stem, path, out_dir / path.name, base))
+        if replicates is None:
+            jobs.append((path.stem, path, out_dir / path.name, base))
     return jobs
+
+
+def _no_replicates(profile: str, k: Any) -> int:
+    raise SoftlibError(f"--replicate {k!r}: profile {profile!r} pools 1 seed (cnn_seeds / --seeds), so it has no "
+                       "seed replicates to run; allowed: --seeds 2 or more")
 
 
 def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
             extra: dict[str, Any] | None = None, seeds: int | None = None,
-            fresh_seeds: bool = False) -> list[Timing]:
+            fresh_seeds: bool = False, replicates: list[int] | None = None) -> list[Timing]:
     """Execute the chapters in order; stop at the first failure (re-raised after timings are written).
 
     Chapters whose verdicts pool training seeds (:data:`SEED_REPLICATED`) first run as seed
@@ -259,6 +271,14 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
 
     check_choice("profile", profile, PROFILES)
     seeds = PROFILES[profile].cnn_seeds if seeds is None else check_int("seeds", seeds, low=1, high=100)
+    if replicates is not None:
+        if not replicates:
+            raise SoftlibError("--replicate: give at least one seed")
+        # a replicate the seed-0 run would not pool is wasted work: refused before any training
+        replicates = [check_int("--replicate", k, low=1, high=seeds - 1) if seeds > 1 else
+                      _no_replicates(profile, k) for k in dict.fromkeys(replicates)]
+    if replicates is not None and only is None:
+        only = [c[:2] for c in SEED_REPLICATED]
     paths = notebook_paths(only)
     absolutize_env()
     check_environment()  # SOFTLIB_RESULTS, SOFTLIB_DEVICE...: before hours of work, not after
@@ -269,7 +289,7 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
     timings: list[Timing] = []
     failure: Exception | None = None
     t_run = time.perf_counter()
-    jobs = _jobs(paths, profile, out_dir, extra or {}, seeds, bool(fresh_seeds), log)
+    jobs = _jobs(paths, profile, out_dir, extra or {}, seeds, bool(fresh_seeds), log, replicates)
     for i, (label, path, target, params) in enumerate(jobs):
         left = [previous.get(j[0]) for j in jobs[i:]]
         eta = (f"; ETA {sum(left) / 60:.0f} min ({eta_source})" if all(v is not None for v in left)
@@ -426,13 +446,16 @@ def main(argv: list[str] | None = None) -> int:
                         "1 skips the seed replicates)")
     r.add_argument("--fresh-seeds", action="store_true",
                    help="run every seed replicate here, even one recorded for the same recipe in results/<profile>/seeds/")
+    r.add_argument("--replicate", type=int, nargs="+", default=None, metavar="K",
+                   help="run only the seed-K replicates (1 <= K < seeds) of the chosen chapters, not their seed 0: "
+                        "e.g. one GPU process per seed, for a seed 0 recorded on another machine")
     sub.add_parser("sync", help="pair notebooks/*.py -> *.ipynb")
     sub.add_parser("bench", help="run the benchmarks")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "run":
             run_all(args.profile, args.out or repo_root() / "book" / "chapters", args.only, seeds=args.seeds,
-                    fresh_seeds=args.fresh_seeds)
+                    fresh_seeds=args.fresh_seeds, replicates=args.replicate)
         elif args.cmd == "sync":
             sync()
         else:

@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from softlib.paths import results_dir
     from softlib.profiles import PROFILES
     from softlib.tooling.notebooks import notebook_paths
-    from softlib.tooling.record import git_commit
+    from softlib.tooling.record import device_label, git_commit
 
     parser = argparse.ArgumentParser(prog="python -m softlib.tooling.repro")
     parser.add_argument("--profile", default="quick")
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"profile": args.profile, "chapters": args.only, "threads": args.threads, "commit": git_commit(),
                "cnn_seeds": PROFILES[args.profile].cnn_seeds,
                "wall_s": walls, "claims": int(table["claim"].nunique()), "verdict_flips": flips,
-               "contradictions": contradictions,
+               "contradictions": contradictions, "device": device_label(),
                "numbers": int(table["A"].notna().sum()), "numbers_outside_other_interval": len(outside),
                "rows": table.to_dict("records")}
     if args.against_recorded:
