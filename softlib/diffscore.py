@@ -77,6 +77,11 @@ class TorchScorer(nn.Module):
                                f"got {tuple(getattr(x, 'shape', ()))}")
         if self.needs_prediction and y_pred is None and self.feature == "hidden":
             raise SoftlibError(f"the {self.name} scorer on hidden features needs y_pred (the model's predictions)")
+        # the fitted arrays follow the features: a scorer built from a CPU-fitted detector attacks a GPU model
+        # (in place, as nn.Module.to; once, the first call on a new device)
+        buf = next(self.buffers(), None)
+        if buf is not None and buf.device != x.device:
+            self.to(x.device)
         return x.to(torch.float64)
 
     def _pred(self, x: torch.Tensor, y_pred: torch.Tensor | None) -> torch.Tensor:

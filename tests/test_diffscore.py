@@ -60,6 +60,32 @@ def test_scorer_matches_score_samples(name, feat, opts):
     np.testing.assert_allclose(got, want, rtol=tol, atol=tol * max(1.0, float(np.abs(want).max())))
 
 
+_OTHER_DEVICES = ["meta"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _OTHER_DEVICES)
+@pytest.mark.parametrize("name,feat,opts", CASES, ids=lambda v: str(v) if not isinstance(v, dict) else "")
+def test_scorer_follows_its_features_to_another_device(name, feat, opts, device):
+    """A scorer built from a CPU-fitted detector scores features on another device (chapter 06 on a GPU
+    failed in torch.cdist before the fitted arrays followed the features). ``meta`` checks the placement on
+    any machine; on CUDA the scores are compared with score_samples too."""
+    x, y = _data()
+    det, _ = _fitted(name, feat, opts, x, y)
+    xq, _ = _data(seed=5, n=40)
+    q = _softmax(xq) if feat == "softmax" else xq
+    scorer = torch_scorer(det)
+    if device == "meta" and name in ("ts", "class_kde"):  # they pick rows by class (data): placement only
+        scorer._check(torch.from_numpy(q).to(device), None)
+    else:
+        got = scorer(torch.from_numpy(q).to(device))
+        assert got.device.type == device and got.shape == (len(q),)
+    assert all(b.device.type == device for b in scorer.buffers())
+    if device == "cuda":
+        tol = 1e-5 if name == "nn" else 1e-8
+        want = det.score_samples(q)
+        np.testing.assert_allclose(got.cpu().numpy(), want, rtol=tol, atol=tol * max(1.0, float(np.abs(want).max())))
+
+
 # not Mahalanobis on softmax: its pseudo-inverse covariance has huge eigenvalues on the near-singular
 # softmax directions and the detector's expansion of the distance cancels, so finite differences are
 # rounding noise (its values still match score_samples above)
