@@ -27,6 +27,7 @@ by the spread of that number over the seeds.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -500,7 +501,7 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
                 own = [r.get("own_numbers", r.get("numbers", {})) for r in have]
                 numbers = {k: pool_estimates([e, *(estimate_from(o[k]) for o in own)])
                            if all(k in o for o in own) else e for k, e in numbers.items()}
-                why += f" (pooled over {n_seeds} training seeds)"
+                why += f" (pooled over {n_seeds} training seeds{_each_seed(c.evaluate(results).verdict, have)})"
         rows.append({"id": c.id, "chapter": c.chapter, "paper": c.paper, "section": c.section, "claim": c.quote,
                      "criterion": c.criterion, "source": c.source,
                      "numbers": "; ".join(f"{k} {v.fmt(_digits(v))}" for k, v in numbers.items()),
@@ -511,6 +512,17 @@ def evaluate(claims: Sequence[Claim], results: Mapping[str, Any],
                      "_own_numbers": {k: v.as_dict() for k, v in out.numbers.items()},
                      "_rule_inputs": mine})
     return pd.DataFrame(rows)
+
+
+def _each_seed(own: str, replicates: Sequence[Mapping[str, Any]]) -> str:
+    """``; each seed alone: 2 held, 1 undetermined``: the verdicts of the seeds one by one (a pooled
+    *undetermined* where every seed alone agrees says the seeds are too few for their spread), or "" when a
+    replicate's record has no verdict of its own."""
+    alone = [own, *(r.get("verdict") for r in replicates)]
+    if not all(isinstance(v, str) for v in alone):
+        return ""
+    counts = Counter(alone)
+    return "; each seed alone: " + ", ".join(f"{counts[v]} {v}" for v in sorted(counts, key=alone.index))
 
 
 def _digits(e: Estimate) -> int:

@@ -93,6 +93,20 @@ def test_seeds_that_agree_keep_the_verdict() -> None:
     assert t.loc[0, "verdict"] == NOT_HELD
 
 
+def test_why_gives_each_seeds_own_verdict_when_the_records_have_them() -> None:
+    # every seed alone says held, but three seeds this far apart leave the pooled interval across 0
+    reps = [[{**_replicate([Estimate(v, v - 0.2, v + 0.2)])[0], "verdict": HELD}] for v in (3.0, 0.5)]
+    t = claims.evaluate([_claim(_above)], {"diff": Estimate(1.0, 0.8, 1.2)}, reps)
+    assert t.loc[0, "verdict"] == UNDETERMINED
+    assert t.loc[0, "why"].endswith("(pooled over 3 training seeds; each seed alone: 3 held)")
+    reps[1][0]["verdict"] = UNDETERMINED
+    t = claims.evaluate([_claim(_above)], {"diff": Estimate(1.0, 0.8, 1.2)}, reps)
+    assert "each seed alone: 2 held, 1 undetermined)" in t.loc[0, "why"]
+    # a replicate recorded without its verdict: no per-seed line rather than a wrong one
+    t = claims.evaluate([_claim(_above)], {"diff": Estimate(1.0, 0.8, 1.2)}, [_replicate([Estimate(1.1, 0.9, 1.3)])])
+    assert t.loc[0, "why"].endswith("(pooled over 2 training seeds)")
+
+
 def test_seeds_that_tested_different_things_are_undetermined() -> None:
     def two_rules(r):  # type: ignore[no-untyped-def]
         return Outcome(claims.all_of([greater_than(r["diff"]), greater_than(r["diff"])]), {"A - B": r["diff"]}, "")
@@ -182,6 +196,23 @@ def test_runner_refuses_bad_seeds(tmp_path: Path) -> None:
 
     with pytest.raises(SoftlibError, match="seeds"):
         notebooks.run_all("smoke", tmp_path, ["01"], seeds=0)
+
+
+def test_runner_runs_only_the_replicates_asked_for(tmp_path: Path) -> None:
+    """--replicate K: those seeds' replicates, no seed-0 run (a GPU node recording them for a seed 0 made elsewhere)."""
+    from softlib.tooling import notebooks
+
+    paths = notebooks.notebook_paths(["02", "03"])
+    labels = [j[0] for j in notebooks._jobs(paths, "quick", tmp_path, {}, seeds=3, replicates=[2])]
+    assert labels == ["02_logit_distributions (seed 2)", "03_detectors (seed 2)"]
+    with pytest.raises(SoftlibError, match="--replicate: chapter 04_overoptimization_transferability has no seed"):
+        notebooks._jobs(notebooks.notebook_paths(["04"]), "quick", tmp_path, {}, seeds=3, replicates=[1])
+    # refused before any notebook runs: a seed the seed-0 run would not pool, none at all, or a profile of one seed
+    for bad, match in (([3], "--replicate must be <= 2"), ([0], "--replicate must be >= 1"), ([], "at least one")):
+        with pytest.raises(SoftlibError, match=match):
+            notebooks.run_all("smoke", tmp_path, ["02"], seeds=3, replicates=bad)
+    with pytest.raises(SoftlibError, match="pools 1 seed"):
+        notebooks.run_all("smoke", tmp_path, ["02"], seeds=1, replicates=[1])
 
 
 def test_profiles_seed_counts() -> None:

@@ -65,7 +65,8 @@ def _repro(results: Path) -> tuple[dict[str, str], str]:
     try:
         d = json.loads(path.read_text())
     except FileNotFoundError:
-        return {}, "No reproducibility check is recorded yet (`make verify-repro`)." + _strict_line(results)
+        return {}, ("No reproducibility check is recorded yet (`make verify-repro`)." + _strict_line(results)
+                    + _device_line(results))
     except (OSError, json.JSONDecodeError) as exc:
         raise SoftlibError(f"{path} is not readable JSON ({exc}); fix or delete it") from None
     out: dict[str, str] = {}
@@ -92,7 +93,30 @@ def _repro(results: Path) -> tuple[dict[str, str], str]:
             "interval ends near its criterion can change between *held* (or *not held*) and *undetermined* from one "
             "such build to the next however many seeds are pooled: the `a rebuild agrees` column estimates how often, "
             "and a verdict marked *flips* should be read as undetermined.")
-    return out, line + _strict_line(results)
+    return out, line + _strict_line(results) + _device_line(results)
+
+
+def _device_line(results: Path) -> str:
+    """One sentence per recorded check of the quick book on another device (``results/repro-quick-gpu-*.json``)."""
+    parts = []
+    for f in sorted(results.glob("repro-quick-gpu-*.json")):
+        try:
+            e = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SoftlibError(f"{f} is not readable JSON ({exc}); fix or delete it") from None
+        flips = e.get("verdict_flips", [])
+        chs = e.get("chapters", [])
+        parts.append(f"chapter{'s' if len(chs) > 1 else ''} {', '.join(chs)} (`results/{f.name}`, commit `{e.get('commit', '?')}`): "
+                     f"{len(flips)} of {e.get('claims', '?')} verdicts differ{' (' + ', '.join(flips) + ')' if flips else ''}, "
+                     f"{len(e.get('contradictions', []))} held against not held, "
+                     f"{e.get('numbers_outside_other_interval', '?')} of {e.get('numbers', '?')} numbers outside the other "
+                     "run's interval")
+    if not parts:
+        return ""
+    dev = json.loads(sorted(results.glob("repro-quick-gpu-*.json"))[0].read_text()).get("device", "a GPU")
+    return (f" The same check on another device ({dev}, another torch build), against the record made on a CPU: "
+            + "; ".join(parts) + ". Chapters 04 and 06 train one seed, so their intervals cover test examples, "
+            "not training runs.")
 
 
 def _strict_line(results: Path) -> str:
