@@ -458,8 +458,11 @@ class Claim:
 
 def estimate_from(d: Mapping[str, Any]) -> Estimate:
     """An :class:`Estimate` back from its :meth:`Estimate.as_dict` (e.g. read from a recorded run)."""
+    def num(v: Any) -> float:  # JSON writes a not-finite number (e.g. no AUROC without two successes) as null
+        return float("nan") if v is None else float(v)
+
     try:
-        return Estimate(float(d["value"]), float(d["low"]), float(d["high"]), n=d.get("n"),
+        return Estimate(num(d["value"]), num(d["low"]), num(d["high"]), n=d.get("n"),
                         method=str(d.get("method", "bootstrap")))
     except (KeyError, TypeError, ValueError) as exc:
         raise SoftlibError(f"not a recorded estimate (needs value, low, high): {d!r} ({exc})") from None

@@ -107,6 +107,16 @@ def test_why_gives_each_seeds_own_verdict_when_the_records_have_them() -> None:
     assert t.loc[0, "why"].endswith("(pooled over 2 training seeds)")
 
 
+def test_a_replicate_with_a_not_finite_number_pools_without_error() -> None:
+    # JSON records a not-finite estimate as null (chapter 06: no AUROC without two successful attacks)
+    e = claims.estimate_from({"value": None, "low": None, "high": None, "n": None, "method": "no resamples"})
+    assert not e.finite
+    rep = [{"id": "x.one", "rule_inputs": [{"value": None, "low": None, "high": None}],
+            "own_numbers": {"A - B": {"value": None, "low": None, "high": None}}}]
+    t = claims.evaluate([_claim(_above)], {"diff": Estimate(1.0, 0.8, 1.2)}, [rep])
+    assert t.loc[0, "verdict"] == UNDETERMINED and t.loc[0, "seeds"] == 2
+
+
 def test_seeds_that_tested_different_things_are_undetermined() -> None:
     def two_rules(r):  # type: ignore[no-untyped-def]
         return Outcome(claims.all_of([greater_than(r["diff"]), greater_than(r["diff"])]), {"A - B": r["diff"]}, "")

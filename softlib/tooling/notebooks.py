@@ -67,15 +67,18 @@ def notebook_paths(only: list[str] | None = None) -> list[Path]:
 #: Folders the kernels read from the environment: made absolute before a kernel starts, since the
 #: kernel runs in notebooks/ and would resolve a relative path there, not where the command was typed.
 #: chapters whose verdicts pool training seeds, and the parameters of their seed replicates
-#: (the replicates only need the claims: chapter 02 skips its other-models section, 03 the later detectors)
+#: (the replicates only need the claims: chapter 02 skips its other-models section, 03 the later detectors,
+#: 06 its steps curve)
 SEED_REPLICATED: dict[str, dict[str, Any]] = {
     "02_logit_distributions": {"other_models": False},
     "03_detectors": {"modern": []},
+    "06_adaptive_attacks": {"curve_detectors": []},
 }
 #: The parameters (and their defaults) naming the network a chapter's seed replicates retrain.
 _REPLICATED_MODEL: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     "02_logit_distributions": (("arch", "cnn"), ("dataset", "mnist")),
     "03_detectors": (("arch", "cnn"), ("in_distribution", "mnist")),
+    "06_adaptive_attacks": (("arch", "cnn"), ("dataset", "mnist")),  # chapter 03's CNN (no such parameters)
 }
 PATH_VARS = ("SOFTLIB_DATA", "SOFTLIB_CACHE", "SOFTLIB_RESULTS", "SOFTLIB_RESCUE")
 
