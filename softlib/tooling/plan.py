@@ -232,7 +232,8 @@ def _natural_image_set(dataset: str) -> str:
 
 #: chapter 02 shows the first crops of the natural-image stand-in's train and test parts (n=8 in its get_set calls)
 STAND_IN_GRID = 8
-#: the chapters whose notebooks also run as seed replicates (softlib.tooling.notebooks.SEED_REPLICATED)
+#: the chapters whose notebooks also run as seed replicates (softlib.tooling.notebooks.SEED_REPLICATED; chapter 06's
+#: replicates read chapter 03's entries of the same seed, so they need no tasks of their own)
 SEED_POOLED = ("02", "03")
 
 
