@@ -15,7 +15,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro fuzz prebuild wheelhouse test-kit
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
-	@echo "          [SEEDS=1]                    training seeds behind chapters 02-03 (default: the profile's cnn_seeds)"
+	@echo "          [SEEDS=1]                    training seeds behind chapters 02, 03, 06 (default: the profile's cnn_seeds)"
 	@echo "          [FRESH_SEEDS=1]              train those seeds here even where results/<profile>/seeds/ records them"
 	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"
 	@echo "make test-fast                         unit and property tests only (no papermill, no browser)"
@@ -63,7 +63,7 @@ notebook: data
 	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters --only $(NB) $(if $(SEEDS),--seeds $(SEEDS))
 
 test: data
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # the chapters twice (1 and 2 BLAS threads, separate caches): verdicts must agree (results/repro-<profile>.json);
 # RECORDED=1: once, on 1 thread with every seed trained here, against the committed results/<profile>/
