@@ -95,7 +95,8 @@ def test_page_names_the_checks_on_another_device_when_recorded(tmp_path):
     assert "another device" not in claimspage.page(tmp_path)
     (tmp_path / "repro-quick-gpu-06.json").write_text(json.dumps({
         "commit": "abc", "device": "NVIDIA H100", "chapters": ["06"], "claims": 8, "numbers": 20,
-        "numbers_outside_other_interval": 8, "verdict_flips": ["06-logits-nn"], "contradictions": []}))
+        "numbers_outside_other_interval": 8, "verdict_flips": ["06-logits-nn"], "contradictions": [],
+        "note": "before seeds"}))
     (tmp_path / "repro-quick-gpu-01-05.json").write_text(json.dumps({
         "commit": "def", "device": "NVIDIA H100", "chapters": ["01", "02"], "claims": 34, "numbers": 84,
         "numbers_outside_other_interval": 6, "verdict_flips": [], "contradictions": []}))
@@ -103,6 +104,7 @@ def test_page_names_the_checks_on_another_device_when_recorded(tmp_path):
     assert "another device (NVIDIA H100" in text
     assert "chapters 01, 02 (`results/repro-quick-gpu-01-05.json`, commit `def`): 0 of 34 verdicts differ" in text
     assert "chapter 06 (`results/repro-quick-gpu-06.json`, commit `abc`): 1 of 8 verdicts differ (06-logits-nn)" in text
+    assert "outside the other run's interval (before seeds)" in text
     (tmp_path / "repro-quick-gpu-06.json").write_text("{oops")
     with pytest.raises(SoftlibError, match="repro-quick-gpu-06.json"):
         claimspage.page(tmp_path)

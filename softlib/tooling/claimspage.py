@@ -110,13 +110,16 @@ def _device_line(results: Path) -> str:
                      f"{len(flips)} of {e.get('claims', '?')} verdicts differ{' (' + ', '.join(flips) + ')' if flips else ''}, "
                      f"{len(e.get('contradictions', []))} held against not held, "
                      f"{e.get('numbers_outside_other_interval', '?')} of {e.get('numbers', '?')} numbers outside the other "
-                     "run's interval")
+                     "run's interval" + (f" ({e['note']})" if isinstance(e.get("note"), str) else ""))
     if not parts:
         return ""
+    from softlib.tooling.notebooks import SEED_REPLICATED, notebook_paths
+
     dev = json.loads(sorted(results.glob("repro-quick-gpu-*.json"))[0].read_text()).get("device", "a GPU")
+    single = [p.stem[:2] for p in notebook_paths(None) if p.stem not in SEED_REPLICATED]
     return (f" The same check on another device ({dev}, another torch build), against the record made on a CPU: "
-            + "; ".join(parts) + ". Chapters 04 and 06 train one seed, so their intervals cover test examples, "
-            "not training runs.")
+            + "; ".join(parts) + f". Chapters {', '.join(single)} decide on one trained network, so their intervals "
+            "cover test examples, not training runs; the others pool the training seeds.")
 
 
 def _strict_line(results: Path) -> str:
