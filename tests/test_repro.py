@@ -103,6 +103,12 @@ def test_as_make_book_pools_the_recorded_seeds(tmp_path, monkeypatch):
     assert sorted(p.name for p in copied.iterdir()) == ["03_detectors-seed1.json"]
     repro._run("quick", ["03"], 2, tmp_path / "work2")
     assert "--fresh-seeds" in calls[-1][0] and not (tmp_path / "work2" / "results").exists()
+    # a second check in the same folder starts from an empty cache again (the first one's models are gone)
+    (tmp_path / "work" / "cache" / "models").mkdir(parents=True)
+    (tmp_path / "work" / "cache" / "models" / "old.safetensors").write_text("x")
+    repro._run("quick", ["03"], 1, tmp_path / "work", recorded_seeds=seeds)
+    assert not (tmp_path / "work" / "cache").exists()
+    assert sorted(p.name for p in copied.iterdir()) == ["03_detectors-seed1.json"]
 
 
 def _seed_record(root, name, claims_):

@@ -158,6 +158,8 @@ def _run(profile: str, only: list[str], threads: int, root: Path, recorded_seeds
     ``make book`` does on a fresh clone: only seed 0 is trained here); None trains every seed here.
     """
     root = root.absolute()  # the kernels run in notebooks/: relative paths would land there
+    for sub in ("cache", "results", "notebooks"):  # a previous check's models would make this one no check at all
+        shutil.rmtree(root / sub, ignore_errors=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "OPENBLAS_NUM_THREADS": str(threads), "SOFTLIB_CACHE": str(root / "cache"),
            "SOFTLIB_RESULTS": str(root / "results")}
