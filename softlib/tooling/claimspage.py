@@ -24,15 +24,18 @@ ICON = {"held": "held", "not held": "**not held**", "undetermined": "*undetermin
         "not testable here": "not testable here"}
 
 
+def _read_json(path: Path, what: str = "") -> Any:
+    """The parsed JSON in ``path``, None when there is no such file; unreadable JSON is an error naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SoftlibError(f"{what}{path} is not readable JSON ({exc}); fix or delete it") from None
+
+
 def _load(results: Path, profile: str) -> dict[str, dict[str, Any]]:
-    out = {}
-    for f in sorted((results / profile).glob("[0-9][0-9]_*.json")):
-        try:
-            d = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SoftlibError(f"recorded run {f} is not readable JSON ({exc}); fix or delete it") from None
-        out[f.stem] = d
-    return out
+    return {f.stem: _read_json(f, "recorded run ") for f in sorted((results / profile).glob("[0-9][0-9]_*.json"))}
 
 
 def _numbers(c: dict[str, Any]) -> str:
@@ -61,14 +64,10 @@ def _repro(results: Path) -> tuple[dict[str, str], str]:
     The check is either two fresh builds with different thread counts, or (``RECORDED=1``, the JSON has a
     ``description``) one fresh build against the committed record.
     """
-    path = results / "repro-quick.json"
-    try:
-        d = json.loads(path.read_text())
-    except FileNotFoundError:
+    d = _read_json(results / "repro-quick.json")
+    if d is None:
         return {}, ("No reproducibility check is recorded yet (`make verify-repro`)." + _strict_line(results)
                     + _device_line(results))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SoftlibError(f"{path} is not readable JSON ({exc}); fix or delete it") from None
     out: dict[str, str] = {}
     for r in d.get("rows", []):
         if r.get("same verdict"):
@@ -98,12 +97,9 @@ def _repro(results: Path) -> tuple[dict[str, str], str]:
 
 def _device_line(results: Path) -> str:
     """One sentence per recorded check of the quick book on another device (``results/repro-quick-gpu-*.json``)."""
+    checks = [(f, _read_json(f)) for f in sorted(results.glob("repro-quick-gpu-*.json"))]
     parts = []
-    for f in sorted(results.glob("repro-quick-gpu-*.json")):
-        try:
-            e = json.loads(f.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise SoftlibError(f"{f} is not readable JSON ({exc}); fix or delete it") from None
+    for f, e in checks:
         flips = e.get("verdict_flips", [])
         chs = e.get("chapters", [])
         parts.append(f"chapter{'s' if len(chs) > 1 else ''} {', '.join(chs)} (`results/{f.name}`, commit `{e.get('commit', '?')}`): "
@@ -115,7 +111,7 @@ def _device_line(results: Path) -> str:
         return ""
     from softlib.tooling.notebooks import SEED_REPLICATED, notebook_paths
 
-    dev = json.loads(sorted(results.glob("repro-quick-gpu-*.json"))[0].read_text()).get("device", "a GPU")
+    dev = checks[0][1].get("device", "a GPU")
     single = [p.stem[:2] for p in notebook_paths(None) if p.stem not in SEED_REPLICATED]
     return (f" The same check on another device ({dev}, another torch build), against the record made on a CPU: "
             + "; ".join(parts) + f". Chapters {', '.join(single)} decide on one trained network, so their intervals "
@@ -125,12 +121,9 @@ def _device_line(results: Path) -> str:
 def _strict_line(results: Path) -> str:
     """One sentence on the stricter check (every seed trained again), when one is recorded."""
     strict = results / "repro-quick-every-seed.json"
-    if not strict.is_file():
+    e = _read_json(strict)
+    if e is None:
         return ""
-    try:
-        e = json.loads(strict.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise SoftlibError(f"{strict} is not readable JSON ({exc}); fix or delete it") from None
     return (f" The stricter check, every seed trained again (`results/{strict.name}`, commit "
             f"`{e.get('commit', '?')}`): {len(e.get('verdict_flips', []))} of {e.get('claims', '?')} verdicts differ, "
             f"{e.get('numbers_outside_other_interval', '?')} of {e.get('numbers', '?')} numbers fall outside the "
