@@ -104,15 +104,15 @@ if want repro; then
   rp=${REPRO_PROFILE:-quick}
   say "the $rp book (${REPRO_ONLY:-every chapter}) on this device against the committed record (at most $(( $(left) - 45 )) s)"
   rm -rf "$WORK/rec" "$WORK/repro" && mkdir -p "$WORK/rec" && cp -r "results/$rp" "$WORK/rec/"
-  SOFTLIB_RESULTS="$WORK/rec" timeout $(( $(left) - 45 )) $PY -m softlib.tooling.repro --profile $rp \
-      --only ${REPRO_ONLY:-01 02 03 04 05 06} --threads ${REPRO_THREADS:-4} ${REPRO_THREADS:-4} --against-recorded --as-make-book --work "$WORK/repro" \
+  th=${REPRO_THREADS:-4}
+  repro=($PY -m softlib.tooling.repro --profile "$rp" --threads "$th" "$th" --against-recorded --as-make-book --work "$WORK/repro")
+  SOFTLIB_RESULTS="$WORK/rec" timeout $(( $(left) - 45 )) "${repro[@]}" --only ${REPRO_ONLY:-01 02 03 04 05 06} \
       > "$WORK/repro.log" 2>&1
   say "repro exit $?"
   if [ ! -f "$WORK/rec/repro-$rp.json" ]; then  # out of time: compare the chapters that finished
-    done_ch=$(cd "$WORK/repro/threads-${REPRO_THREADS:-4}/results/$rp" 2>/dev/null && ls [0-9][0-9]_*.json | cut -c1-2 | tr '\n' ' ')
+    done_ch=$(cd "$WORK/repro/threads-$th/results/$rp" 2>/dev/null && ls [0-9][0-9]_*.json | cut -c1-2 | tr '\n' ' ')
     say "compared as far as it got: chapters ${done_ch:-none}"
-    [ -n "$done_ch" ] && SOFTLIB_RESULTS="$WORK/rec" $PY -m softlib.tooling.repro --profile $rp --only $done_ch \
-        --threads ${REPRO_THREADS:-4} ${REPRO_THREADS:-4} --against-recorded --as-make-book --compare-only --work "$WORK/repro" >> "$WORK/repro.log" 2>&1
+    [ -n "$done_ch" ] && SOFTLIB_RESULTS="$WORK/rec" "${repro[@]}" --only $done_ch --compare-only >> "$WORK/repro.log" 2>&1
   fi
   grep -v Warning "$WORK/repro.log" | grep "executing\|: [0-9.]* s$\|FAILED\|claims,\|rror" | tail -14
   cp "$WORK/rec/repro-$rp.json" "$OUT/repro-$rp-device.json" 2>/dev/null

@@ -250,11 +250,6 @@ def _jobs(paths: list[Path], profile: str, out_dir: Path, extra: dict[str, Any],
     return jobs
 
 
-def _no_replicates(profile: str, k: Any) -> int:
-    raise SoftlibError(f"--replicate {k!r}: profile {profile!r} pools 1 seed (cnn_seeds / --seeds), so it has no "
-                       "seed replicates to run; allowed: --seeds 2 or more")
-
-
 def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
             extra: dict[str, Any] | None = None, seeds: int | None = None,
             fresh_seeds: bool = False, replicates: list[int] | None = None) -> list[Timing]:
@@ -277,11 +272,12 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
     if replicates is not None:
         if not replicates:
             raise SoftlibError("--replicate: give at least one seed")
+        if seeds < 2:
+            raise SoftlibError(f"--replicate {replicates[0]!r}: profile {profile!r} pools 1 seed (cnn_seeds / --seeds), "
+                               "so it has no seed replicates to run; allowed: --seeds 2 or more")
         # a replicate the seed-0 run would not pool is wasted work: refused before any training
-        replicates = [check_int("--replicate", k, low=1, high=seeds - 1) if seeds > 1 else
-                      _no_replicates(profile, k) for k in dict.fromkeys(replicates)]
-    if replicates is not None and only is None:
-        only = [c[:2] for c in SEED_REPLICATED]
+        replicates = [check_int("--replicate", k, low=1, high=seeds - 1) for k in dict.fromkeys(replicates)]
+        only = [c[:2] for c in SEED_REPLICATED] if only is None else only
     paths = notebook_paths(only)
     absolutize_env()
     check_environment()  # SOFTLIB_RESULTS, SOFTLIB_DEVICE...: before hours of work, not after
