@@ -6,6 +6,8 @@ VENV    ?= .venv
 PROFILE ?= quick
 NB      ?=
 WORKERS ?= 2
+# chapters run at a time by `make book` (each on its share of the cores; 1 = one after another)
+JOBS    ?= 2
 BIN     := $(VENV)/bin
 SPEC    := $(shell cat pyproject.toml environment.yml 2>/dev/null | sha256sum | cut -c1-16)
 STAMP   := $(VENV)/.softlib-installed-$(SPEC)
@@ -17,6 +19,7 @@ help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
 	@echo "          [SEEDS=1]                    training seeds behind chapters 02, 03, 06 (default: the profile's cnn_seeds)"
 	@echo "          [FRESH_SEEDS=1]              train those seeds here even where results/<profile>/seeds/ records them"
+	@echo "          [JOBS=2]                     chapters run at a time, each on its share of the cores (1: one by one)"
 	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"
 	@echo "make test-fast                         unit and property tests only (no papermill, no browser)"
 	@echo "make fuzz [FUZZ_EXAMPLES=2000]         the property-based fuzz of the API and notebook parameters, many cases"
@@ -54,7 +57,7 @@ data: env
 	$(BIN)/python -m softlib.data fetch mnist fashion_mnist
 
 book: data
-	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters $(if $(NB),--only $(NB)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FRESH_SEEDS),--fresh-seeds)
+	$(BIN)/python -m softlib.tooling.notebooks run --profile $(PROFILE) --out book/chapters --jobs $(JOBS) $(if $(NB),--only $(NB)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(FRESH_SEEDS),--fresh-seeds)
 	$(BIN)/python -m softlib.tooling.claimspage --out book/chapters/claims.md
 	$(BIN)/jupyter-book build book --quiet
 	@echo "The book: file://$(CURDIR)/book/_build/html/index.html"

@@ -84,6 +84,21 @@ def _labels_and_scores(scores_legit: Any, scores_other: Any) -> tuple[np.ndarray
     return y, np.concatenate([legit, other])
 
 
+def auroc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """AUROC in percent of each row pair: scores ``pos`` (B, n1) of legitimate inputs against ``neg`` (B, n0).
+
+    The Mann-Whitney statistic with average ranks (ties count one half): ``roc_auc_score``'s value
+    (to float rounding; here exact up to one division) without its per-call checks, which dominate a
+    1000-resample bootstrap (chapter 02's: 8,000 calls, 40 s -> 1 s). No input checks of its own:
+    callers validate once, outside their resampling loop.
+    """
+    from scipy.stats import rankdata
+
+    n1, n0 = pos.shape[1], neg.shape[1]
+    ranks = rankdata(np.concatenate([pos, neg], axis=1), axis=1)
+    return 100.0 * (ranks[:, :n1].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
 def fpr_at_tpr(
     scores_legit: Any, scores_other: Any, *, tpr: float = 0.95, positive: str = "legit"
 ) -> tuple[float, float, float]:

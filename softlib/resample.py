@@ -17,20 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from .claims import MAX_BOOT, Estimate
+from .metrics import auroc_rows
 from .validate import SoftlibError, check_int
 
 #: the replicate vectors of one detector: set name -> (1 + n_boot,) AUROCs in percent
 Replicates = dict[str, np.ndarray]
-
-
-def _auroc_rows(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
-    """AUROC (percent) of each row pair: ``pos`` (B, n1) against ``neg`` (B, n0)."""
-    n1, n0 = pos.shape[1], neg.shape[1]
-    ranks = rankdata(np.concatenate([pos, neg], axis=1), axis=1)  # average ranks: ties count 1/2
-    return 100.0 * (ranks[:, :n1].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 def draw_indices(sizes: Mapping[str, int], n_boot: int, seed: int) -> dict[str, np.ndarray]:
@@ -73,7 +66,7 @@ def auroc_replicates(scores: Mapping[object, Mapping[str, np.ndarray]], legit: s
     out: dict[object, Replicates] = {}
     for key, by_set in scores.items():
         pos = np.asarray(by_set[legit], dtype=np.float64)[idx[legit]]
-        out[key] = {s: _auroc_rows(pos, np.asarray(v, dtype=np.float64)[idx[s]])
+        out[key] = {s: auroc_rows(pos, np.asarray(v, dtype=np.float64)[idx[s]])
                     for s, v in by_set.items() if s != legit}
     return out
 

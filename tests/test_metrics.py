@@ -157,3 +157,20 @@ def test_aupr_trapezoid_option_matches_openood_and_differs_from_ap():
     assert eq_tr["aupr_in"] - eq_ap["aupr_in"] == pytest.approx(100 * (1 + 10 / 17) / 2 - 100 * 10 / 17)
     with pytest.raises(SoftlibError, match="aupr"):
         detection_metrics(legit, other, aupr="interpolated")
+
+
+def test_auroc_rows_is_sklearns_auroc_with_ties():
+    """The bootstraps' Mann-Whitney AUROC (ties count one half) equals sklearn's, row by row."""
+    from sklearn.metrics import roc_auc_score
+
+    from softlib.chapters.ch02.claims import _auroc
+    from softlib.metrics import auroc_rows
+
+    rng = np.random.default_rng(0)
+    pos, neg = np.round(rng.normal(0.5, 1, (5, 40)), 1), np.round(rng.normal(0, 1, (5, 30)), 1)  # many ties
+    want = [100 * roc_auc_score(np.r_[np.ones(40), np.zeros(30)], np.r_[p, q]) for p, q in zip(pos, neg)]
+    assert auroc_rows(pos, neg) == pytest.approx(want, abs=1e-12)
+    assert auroc_rows(np.array([[3.0, 4.0]]), np.array([[1.0, 2.0]]))[0] == 100.0
+    assert auroc_rows(np.array([[1.0]]), np.array([[1.0]]))[0] == 50.0  # a tie counts one half
+    y = np.r_[np.zeros(30), np.ones(40)].astype(int)  # chapter 02's labels: 1 = legitimate, in any order
+    assert _auroc(y, np.r_[neg[0], pos[0]]) == pytest.approx(want[0], abs=1e-12)

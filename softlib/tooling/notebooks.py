@@ -16,9 +16,10 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from softlib.paths import REPO_ENV, repo_root
 from softlib.profiles import PROFILES
@@ -81,6 +82,8 @@ _REPLICATED_MODEL: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     "06_adaptive_attacks": (("arch", "cnn"), ("dataset", "mnist")),  # chapter 03's CNN (no such parameters)
 }
 PATH_VARS = ("SOFTLIB_DATA", "SOFTLIB_CACHE", "SOFTLIB_RESULTS", "SOFTLIB_RESCUE")
+#: the chapters whose seed-0 run pools its replicates (their two-digit prefixes)
+SEED_REPLICATED_KEYS = tuple(c[:2] for c in SEED_REPLICATED)
 
 
 def absolutize_env() -> None:
@@ -105,8 +108,11 @@ class NotebookFailed(SoftlibError):
 
 
 def execute(path: Path, out: Path, parameters: dict[str, Any], *, cwd: Path | None = None,
-            timeout: int | None = None) -> float:
-    """Execute one notebook with papermill; return its wall time in seconds."""
+            timeout: int | None = None, stderr: TextIO | None = None) -> float:
+    """Execute one notebook with papermill; return its wall time in seconds.
+
+    The kernel's stderr (progress bars, warnings) goes to ``stderr`` (default: this terminal's).
+    """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -125,7 +131,7 @@ def execute(path: Path, out: Path, parameters: dict[str, Any], *, cwd: Path | No
         # the kernel's stderr (tqdm bars, warnings) streams to this terminal as it comes ...
         pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="python3",
                             cwd=str(cwd or path.parent), progress_bar=False, execution_timeout=timeout,
-                            log_output=False, stderr_file=sys.stderr)
+                            log_output=False, stderr_file=stderr or sys.stderr)
     except PapermillExecutionError as exc:
         raise NotebookFailed(
             f"notebook {path.name} failed in cell {exc.exec_count} ({exc.ename}: {exc.evalue}); "
@@ -252,8 +258,13 @@ def _jobs(paths: list[Path], profile: str, out_dir: Path, extra: dict[str, Any],
 
 def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
             extra: dict[str, Any] | None = None, seeds: int | None = None,
-            fresh_seeds: bool = False, replicates: list[int] | None = None) -> list[Timing]:
+            fresh_seeds: bool = False, replicates: list[int] | None = None, jobs: int = 1) -> list[Timing]:
     """Execute the chapters in order; stop at the first failure (re-raised after timings are written).
+
+    ``jobs`` > 1 runs that many notebooks at a time, in the order :mod:`softlib.tooling.schedule`
+    allows, each kernel on ``cores // jobs`` BLAS/OpenMP threads (unless ``OMP_NUM_THREADS`` is set)
+    with its progress in ``<out_dir>/logs/``. On 2 cores two single-threaded chapters do more work
+    than one on two threads (the chapters' small convolutions do not scale to a second thread).
 
     Chapters whose verdicts pool training seeds (:data:`SEED_REPLICATED`) first run as seed
     replicates, seeds 1 to ``seeds`` - 1 (default: the profile's ``cnn_seeds``), into
@@ -268,6 +279,7 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
     from softlib.validate import check_environment, check_int
 
     check_choice("profile", profile, PROFILES)
+    jobs = check_int("--jobs", jobs, low=1, high=MAX_JOBS)
     seeds = PROFILES[profile].cnn_seeds if seeds is None else check_int("seeds", seeds, low=1, high=100)
     if replicates is not None:
         if not replicates:
@@ -288,12 +300,14 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
     timings: list[Timing] = []
     failure: Exception | None = None
     t_run = time.perf_counter()
-    jobs = _jobs(paths, profile, out_dir, extra or {}, seeds, bool(fresh_seeds), log, replicates)
-    for i, (label, path, target, params) in enumerate(jobs):
-        left = [previous.get(j[0]) for j in jobs[i:]]
+    queue = _jobs(paths, profile, out_dir, extra or {}, seeds, bool(fresh_seeds), log, replicates)
+    if jobs > 1:
+        timings, failure = _run_parallel(queue, jobs, profile, out_dir, previous, eta_source, log)
+    for i, (label, path, target, params) in enumerate(queue if jobs == 1 else []):
+        left = [previous.get(j[0]) for j in queue[i:]]
         eta = (f"; ETA {sum(left) / 60:.0f} min ({eta_source})" if all(v is not None for v in left)
                else "; no ETA (no complete recorded timing for this profile yet)")
-        _say(f"[{profile}] {i + 1}/{len(jobs)} executing {label} (elapsed {(time.perf_counter() - t_run) / 60:.1f} min"
+        _say(f"[{profile}] {i + 1}/{len(queue)} executing {label} (elapsed {(time.perf_counter() - t_run) / 60:.1f} min"
              f"{eta})", log)
         try:
             secs = execute(path, target, params)
@@ -305,7 +319,7 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
             failure = exc
             break
     try:
-        _report(profile, timings)
+        _report(profile, timings, jobs, time.perf_counter() - t_run)
     except SoftlibError as exc:
         if failure is None:
             raise
@@ -314,6 +328,110 @@ def run_all(profile: str, out_dir: Path, only: list[str] | None = None,
     if failure is not None:
         raise failure
     return timings
+
+
+#: the most notebooks ``--jobs`` runs at a time (each holds a kernel, its models and its sets in memory)
+MAX_JOBS = 16
+#: the thread-count variables a kernel's BLAS and OpenMP read at start-up
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def threads_per_job(jobs: int) -> int | None:
+    """BLAS/OpenMP threads for each of ``jobs`` kernels at once: the cores split evenly (at least 1).
+
+    None when ``OMP_NUM_THREADS`` is already set: the user's choice is kept as it is.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // jobs)
+
+
+def _execute_job(path: Path, target: Path, params: dict[str, Any], threads: int | None, log: Path) -> float:
+    """One notebook in a worker process of :func:`_run_parallel`: ``threads`` threads, stderr to ``log``."""
+    if threads is not None:
+        os.environ.update({v: str(threads) for v in THREAD_VARS})
+    with open(log, "w") as f:
+        return execute(path, target, params, stderr=f)
+
+
+def _last_line(log: Path, width: int = 70) -> str:
+    """The last progress line a kernel wrote to ``log`` (a tqdm bar redraws with carriage returns)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 2048))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [x.strip() for x in tail.replace("\r", "\n").split("\n") if x.strip()]
+    return lines[-1][:width] if lines else ""
+
+
+def _run_parallel(queue: list[tuple[str, Path, Path, dict[str, Any]]], jobs: int, profile: str, out_dir: Path,
+                  previous: dict[str, float], eta_source: str, log: Path,
+                  worker: Callable[..., float] = _execute_job) -> tuple[list[Timing], Exception | None]:
+    """Run ``queue`` ``jobs`` at a time in worker processes, in :mod:`softlib.tooling.schedule`'s order.
+
+    After a failure no other job starts; the running ones finish (their records stand). The
+    terminal shows one bar over the jobs, with the running kernels' last progress lines.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    from tqdm import tqdm
+
+    from softlib.tooling import schedule
+
+    by_label = {j[0]: j for j in queue}
+    deps = schedule.dependencies([(j[0], j[1].stem[:2], int(j[3].get("seed", 0))) for j in queue], SEED_REPLICATED_KEYS)
+    priority = schedule.critical_path(deps, previous)
+    threads = threads_per_job(jobs)
+    logs = out_dir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    pending, done = [j[0] for j in queue], set()
+    running: dict[Future[float], tuple[str, float, Path]] = {}
+    timings: list[Timing] = []
+    failure: Exception | None = None
+    t_run = time.perf_counter()
+    _say(f"[{profile}] {len(queue)} notebooks, {jobs} at a time, "
+         f"{'threads as OMP_NUM_THREADS says' if threads is None else f'{threads} thread(s) each'}; "
+         f"each one's progress: {logs}/", log)
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool, \
+            tqdm(total=len(queue), desc=f"[{profile}] notebooks", unit="nb", mininterval=2, leave=True) as bar:
+        while pending or running:
+            for label in (schedule.ready(pending, done, deps, priority) if failure is None else [])[: jobs - len(running)]:
+                pending.remove(label)
+                _, path, target, params = by_label[label]
+                now = time.perf_counter()
+                left = {lab: max(0.0, previous.get(lab, schedule.UNTIMED_S) - (now - t0)) for lab, t0, _ in running.values()}
+                eta = ""
+                if all(k in previous for k in [*pending, label]):
+                    rest = schedule.makespan({k: deps[k] for k in [*pending, label, *left]}, previous, jobs, left)
+                    eta = f"; ETA {rest / 60:.0f} min ({eta_source})"
+                _say(f"[{profile}] {len(queue) - len(pending)}/{len(queue)} executing {label} "
+                     f"(elapsed {(now - t_run) / 60:.1f} min{eta})", log)
+                job_log = logs / f"{target.stem}.log"
+                running[pool.submit(worker, path, target, params, threads, job_log)] = (label, now, job_log)
+            finished, _ = wait(running, timeout=2.0, return_when=FIRST_COMPLETED)  # the timeout only redraws the bar
+            for fut in finished:
+                label, _, job_log = running.pop(fut)
+                try:
+                    secs = fut.result()
+                    timings.append(Timing(label, secs, True))
+                    done.add(label)
+                    _say(f"[{profile}] {label}: {secs:.1f} s", log)
+                except Exception as exc:  # noqa: BLE001 - any job's failure stops the others starting
+                    timings.append(Timing(label, float("nan"), False))
+                    failure = failure or (exc if isinstance(exc, NotebookFailed) else NotebookFailed(
+                        f"notebook {label} could not run ({type(exc).__name__}: {exc}); its log is {job_log}"))
+                    _say(f"[{profile}] {label} FAILED: {exc}", log)
+                bar.update()
+            if failure is not None and pending:
+                _say(f"[{profile}] not started after the failure: {', '.join(pending)}", log)
+                pending.clear()
+            bar.set_postfix_str(" | ".join(f"{lab.split('_')[0]}: {_last_line(lg)}" for lab, _, lg in running.values()),
+                                refresh=False)
+    return timings, failure
 
 
 def write_status_pages(out_dir: Path) -> None:
@@ -369,7 +487,7 @@ def recorded_runs_page() -> str:
     return "\n".join(lines)
 
 
-def _report(profile: str, timings: list[Timing]) -> None:
+def _report(profile: str, timings: list[Timing], jobs: int = 1, wall: float | None = None) -> None:
     from softlib.cache import atomic_write_json
     from softlib.paths import results_dir
     from softlib.tooling.record import device_label, git_commit
@@ -378,10 +496,12 @@ def _report(profile: str, timings: list[Timing]) -> None:
     print(f"\n{'notebook':40s} {'seconds':>9s}")
     for t in timings:
         print(f"{t.notebook:40s} {t.seconds:9.1f}" + ("" if t.ok else "  FAILED"))
-    print(f"{'total':40s} {total:9.1f}\n")
+    print(f"{'total':40s} {total:9.1f}" + ("" if wall is None or jobs == 1 else f"  ({wall:.1f} s of wall time, {jobs} at a time)")
+          + "\n")
     # a run of some chapters keeps the others' last timings (each entry says when and where it ran)
     now, dev, commit = time.strftime("%Y-%m-%dT%H:%M:%S"), device_label(), git_commit()
-    rows = {t.notebook: {**t.__dict__, "when": now, "device": dev, "commit": commit} for t in timings}
+    # "jobs": the notebooks run at a time (each then on its share of the cores), which its seconds depend on
+    rows = {t.notebook: {**t.__dict__, "when": now, "device": dev, "commit": commit, "jobs": jobs} for t in timings}
     try:
         old = json.loads((results_dir() / f"timings-{profile}.json").read_text()).get("notebooks", [])
         rows = {**{o["notebook"]: o for o in old if isinstance(o, dict) and "notebook" in o}, **rows}
@@ -389,6 +509,7 @@ def _report(profile: str, timings: list[Timing]) -> None:
         pass
     record = {"profile": profile, "commit": commit, "device": dev, "platform": platform.platform(),
               "when": now, "total_s": sum(r["seconds"] for r in rows.values() if r.get("ok")),
+              **({} if wall is None else {"wall_s": wall, "jobs": jobs}),
               "notebooks": sorted(rows.values(), key=lambda r: r["notebook"])}
     atomic_write_json(results_dir() / f"timings-{profile}.json", record)
 
@@ -445,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
                         "1 skips the seed replicates)")
     r.add_argument("--fresh-seeds", action="store_true",
                    help="run every seed replicate here, even one recorded for the same recipe in results/<profile>/seeds/")
+    r.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help=f"notebooks run at a time, each on its share of the cores (1 to {MAX_JOBS}; default 1)")
     r.add_argument("--replicate", type=int, nargs="+", default=None, metavar="K",
                    help="run only the seed-K replicates (1 <= K < seeds) of the chosen chapters, not their seed 0: "
                         "e.g. one GPU process per seed, for a seed 0 recorded on another machine")
@@ -454,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "run":
             run_all(args.profile, args.out or repo_root() / "book" / "chapters", args.only, seeds=args.seeds,
-                    fresh_seeds=args.fresh_seeds, replicates=args.replicate)
+                    fresh_seeds=args.fresh_seeds, replicates=args.replicate, jobs=args.jobs)
         elif args.cmd == "sync":
             sync()
         else:
