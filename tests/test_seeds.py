@@ -170,6 +170,7 @@ def test_runner_runs_the_seed_replicates_first(tmp_path: Path) -> None:
     labels = [j[0] for j in jobs]
     assert labels == ["02_logit_distributions (seed 1)", "02_logit_distributions (seed 2)", "02_logit_distributions",
                       "03_detectors (seed 1)", "03_detectors (seed 2)", "03_detectors",
+                      "04_overoptimization_transferability (seed 1)", "04_overoptimization_transferability (seed 2)",
                       "04_overoptimization_transferability"]
     rep = jobs[0]
     assert rep[2] == tmp_path / "seeds" / "02_logit_distributions-seed1.ipynb"
@@ -178,6 +179,7 @@ def test_runner_runs_the_seed_replicates_first(tmp_path: Path) -> None:
     # one seed, or a run whose own seed is not 0: no replicates
     assert [j[0] for j in notebooks._jobs(paths, "quick", tmp_path, {}, seeds=1)] == [p.stem for p in paths]
     assert len(notebooks._jobs(paths, "quick", tmp_path, {"seed": 4}, seeds=3)) == 3
+    assert jobs[6][3] == {"profile": "quick", "seed": 1}  # chapter 04's replicates: the whole chapter
 
 
 def test_runner_pools_recorded_replicates_of_the_same_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -215,8 +217,8 @@ def test_runner_runs_only_the_replicates_asked_for(tmp_path: Path) -> None:
     paths = notebooks.notebook_paths(["02", "03"])
     labels = [j[0] for j in notebooks._jobs(paths, "quick", tmp_path, {}, seeds=3, replicates=[2])]
     assert labels == ["02_logit_distributions (seed 2)", "03_detectors (seed 2)"]
-    with pytest.raises(SoftlibError, match="--replicate: chapter 04_overoptimization_transferability has no seed"):
-        notebooks._jobs(notebooks.notebook_paths(["04"]), "quick", tmp_path, {}, seeds=3, replicates=[1])
+    with pytest.raises(SoftlibError, match="--replicate: chapter 05_detection_vs_robustness has no seed"):
+        notebooks._jobs(notebooks.notebook_paths(["05"]), "quick", tmp_path, {}, seeds=3, replicates=[1])
     # refused before any notebook runs: a seed the seed-0 run would not pool, none at all, or a profile of one seed
     for bad, match in (([3], "--replicate must be <= 2"), ([0], "--replicate must be >= 1"), ([], "at least one")):
         with pytest.raises(SoftlibError, match=match):
@@ -293,3 +295,28 @@ def test_evaluate_reports_rebuild_agreement_when_seeds_are_pooled() -> None:
     assert claims.for_record(one)[0]["clone_agreement"] is None
     assert claims.agreement_label(None) == "—" and claims.agreement_label(0.5) == "50% (borderline)"
     assert claims.agreement_label(0.97) == "97%"
+
+
+def test_chapter04_replicates_are_keyed_by_all_three_networks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chapter 04 trains a CNN, a WRN and an MLP per seed: its replicate key changes when any of them would."""
+    from dataclasses import replace
+
+    from softlib import zoo
+    from softlib.chapters.ch04 import settings
+    from softlib.profiles import get_profile
+    from softlib.tooling import notebooks, record
+
+    quick = get_profile("quick")
+    k1 = settings.models_key("mnist", quick, 1)
+    assert k1 == notebooks.replicate_key("04_overoptimization_transferability", {"setting": "mnist"}, "quick", 1)
+    assert k1 != settings.models_key("mnist", quick, 2)
+    assert k1 != settings.models_key("mnist", replace(quick, wrn_epochs=3), 1)  # the CNN's key alone would not see it
+    assert zoo.model_key("cnn", "mnist", quick, 1) == zoo.model_key("cnn", "mnist", replace(quick, wrn_epochs=3), 1)
+    assert settings.models_key("imagenet", quick, 1) == settings.models_key("imagenet", quick, 2)  # pretrained weights
+    monkeypatch.setenv("SOFTLIB_RESULTS", str(tmp_path))
+    claims_ = [{"id": "04.x", "verdict": "held", "rule_inputs": []}]
+    record.record("04_overoptimization_transferability", "quick", {"model_key": k1, "claims": claims_}, seed=1)
+    assert notebooks.recorded_replicate("04_overoptimization_transferability", "quick", 1, {"setting": "mnist"})
+    record.record("04_overoptimization_transferability", "quick", {"model_key": zoo.model_key("cnn", "mnist", quick, 1),
+                                                                   "claims": claims_}, seed=1)
+    assert notebooks.recorded_replicate("04_overoptimization_transferability", "quick", 1, {"setting": "mnist"}) is None

@@ -73,14 +73,22 @@ def notebook_paths(only: list[str] | None = None) -> list[Path]:
 SEED_REPLICATED: dict[str, dict[str, Any]] = {
     "02_logit_distributions": {"other_models": False},
     "03_detectors": {"modern": []},
+    "04_overoptimization_transferability": {},
     "06_adaptive_attacks": {"curve_detectors": []},
 }
-#: The parameters (and their defaults) naming the network a chapter's seed replicates retrain.
-_REPLICATED_MODEL: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
-    "02_logit_distributions": (("arch", "cnn"), ("dataset", "mnist")),
-    "03_detectors": (("arch", "cnn"), ("in_distribution", "mnist")),
-    "06_adaptive_attacks": (("arch", "cnn"), ("dataset", "mnist")),  # chapter 03's CNN (no such parameters)
-}
+
+
+def replicate_key(chapter: str, params: dict[str, Any], profile: str, seed: int) -> str:
+    """The key of the networks a seed-``seed`` run of ``chapter`` with ``params`` trains (nothing is trained):
+    a recorded replicate is pooled only when it was recorded for these (:func:`recorded_replicate`)."""
+    from softlib import zoo
+
+    if chapter == "04_overoptimization_transferability":  # three networks per seed
+        from softlib.chapters.ch04.settings import models_key
+
+        return models_key(str(params.get("setting", "auto")), profile, seed)
+    data_param = "in_distribution" if chapter == "03_detectors" else "dataset"  # chapter 06: 03's CNN, no parameters
+    return zoo.model_key(str(params.get("arch", "cnn")), str(params.get(data_param, "mnist")), profile, seed)
 PATH_VARS = ("SOFTLIB_DATA", "SOFTLIB_CACHE", "SOFTLIB_RESULTS", "SOFTLIB_RESCUE")
 #: the chapters whose seed-0 run pools its replicates (their two-digit prefixes)
 SEED_REPLICATED_KEYS = tuple(c[:2] for c in SEED_REPLICATED)
@@ -213,13 +221,11 @@ def recorded_replicate(chapter: str, profile: str, seed: int, params: dict[str, 
     recorded for the model these parameters train (its cache key: recipe, profile sizes, data set
     and seed); the chapter pools exactly those (:func:`softlib.tooling.record.seed_replicates`).
     """
-    from softlib import zoo
     from softlib.tooling.record import read_replicate, replicate_matches
 
-    (a, a0), (d, d0) = _REPLICATED_MODEL[chapter]
     try:  # an unreadable record is run again (and overwritten), not pooled
         run = read_replicate(chapter, profile, seed)
-        key = zoo.model_key(str(params.get(a, a0)), str(params.get(d, d0)), profile, seed)
+        key = replicate_key(chapter, params, profile, seed)
     except SoftlibError:
         return None
     return str(run.get("commit", "?")) if run is not None and replicate_matches(run, key) else None

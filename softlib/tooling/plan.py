@@ -234,7 +234,7 @@ def _natural_image_set(dataset: str) -> str:
 STAND_IN_GRID = 8
 #: the chapters whose notebooks also run as seed replicates (softlib.tooling.notebooks.SEED_REPLICATED; chapter 06's
 #: replicates read chapter 03's entries of the same seed, so they need no tasks of their own)
-SEED_POOLED = ("02", "03")
+SEED_POOLED = ("02", "03", "04")
 
 
 def _needs_02(b: _Builder, seed: int) -> None:
@@ -342,7 +342,7 @@ def build_plan(profile: str, seeds: int = 1, chapters: tuple[str, ...] | list[st
     b = _Builder(get_profile(profile))
     for c in chapters:
         b.chapter = c
-        # chapters 02-03 pool cnn_seeds trained CNNs into their verdicts (the runner's seed replicates)
+        # the SEED_POOLED chapters pool cnn_seeds trained networks into their verdicts (the runner's seed replicates)
         for seed in range(max(seeds, b.prof.cnn_seeds) if c in SEED_POOLED else seeds):
             NEEDS[c](b, seed)
     order = {k: i for i, k in enumerate(KINDS)}  # models, then sets / attacks, then transfer: deps first

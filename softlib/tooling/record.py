@@ -15,7 +15,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,14 +164,16 @@ def seed_replicates(chapter: str, profile: str, model_keys: dict[int, str]) -> t
 
 
 def pooled_claims(chapter: str, chapter_claims: Sequence[Claim], results: Mapping[str, Any], *, arch: str,
-                  dataset: str, profile: Profile, seed: int) -> tuple[pd.DataFrame, str]:
+                  dataset: str, profile: Profile, seed: int,
+                  models_key: Callable[[int], str] | None = None) -> tuple[pd.DataFrame, str]:
     """Decide ``chapter_claims`` on ``results``, pooled over the chapter's recorded seed replicates.
 
     The book's run (``seed`` 0) pools the replicates of training seeds 1 .. ``profile.cnn_seeds`` - 1
     (:func:`seed_replicates`), each checked against the model that seed must have trained
-    (:func:`softlib.zoo.model_key` of ``arch`` on ``dataset``); a run with any other seed is itself a
+    (:func:`softlib.zoo.model_key` of ``arch`` on ``dataset``, or ``models_key(seed)`` for a chapter that
+    trains several networks per seed); a run with any other seed is itself a
     replicate and pools nothing. Returns :func:`softlib.claims.evaluate`'s table and the line saying
-    which seeds were pooled (chapters 02 and 03 print it under their claims table).
+    which seeds were pooled (the chapters print it under their claims table).
     """
     from softlib.claims import evaluate
     from softlib.profiles import Profile as _Profile
@@ -183,7 +185,8 @@ def pooled_claims(chapter: str, chapter_claims: Sequence[Claim], results: Mappin
     if not isinstance(chapter, str) or not chapter or any(c in chapter for c in "/\\\0") or chapter in (".", ".."):
         raise SoftlibError(f"chapter must be a plain name (no path separators), got {chapter!r}")
     seed = check_seed("seed", seed)
-    keys = {k: model_key(arch, dataset, profile, k) for k in range(1, profile.cnn_seeds)} if seed == 0 else {}
+    key_of = models_key or (lambda k: model_key(arch, dataset, profile, k))
+    keys = {k: key_of(k) for k in range(1, profile.cnn_seeds)} if seed == 0 else {}
     replicates, line = seed_replicates(chapter, profile.name, keys)
     return evaluate(chapter_claims, results, replicates), line
 

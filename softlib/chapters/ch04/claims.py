@@ -197,16 +197,19 @@ def check_multiclass_below_one(results: Mapping[str, Any]) -> Outcome:
 
 def check_activation_saturated(results: Mapping[str, Any]) -> Outcome:
     """Over-optimised, Lemma 2.1's regime: the activation ranks transfer (rho > 0) where the softmax cannot."""
-    nums, parts, why = {}, [], []
+    nums, parts, why, sizes = {}, [], [], []
     for src, dst in pairs(results["arrays"]):
         e, n_sat, step = saturated_rho(results, src, dst)
         if e is None:
             parts.append(UNDETERMINED)
             why.append(f"{src} -> {dst}: {n_sat} examples at softmax 1.0 at step {step}, too few or one outcome")
             continue
-        nums[f"{src} -> {dst}: rho(activation, transfer), {n_sat} saturated at step {step}"] = e
+        # the name stays the same across training seeds (their numbers pool by name); the sizes go to the why
+        nums[f"{src} -> {dst}: rho(activation, transfer) at softmax 1.0"] = e
+        sizes.append(f"{src} -> {dst} {n_sat} at step {step}")
         parts.append(greater_than(e, 0.0))
-    return Outcome(combine(parts), nums, "; ".join(why) or f"{sum(p == 'held' for p in parts)} of {len(parts)} pairs held")
+    held = f"{sum(p == 'held' for p in parts)} of {len(parts)} pairs held"
+    return Outcome(combine(parts), nums, "; ".join(why) or f"{held} (examples at softmax 1.0: {', '.join(sizes)})")
 
 
 def check_activation_multiclass(results: Mapping[str, Any]) -> Outcome:

@@ -77,16 +77,32 @@ def resolve_setting(setting: str) -> str:
     return "imagenet" if imagenet.available() else "mnist"
 
 
-def mnist_models(profile: Profile | str, seed: int = 0) -> dict[str, nn.Module]:
+def _mnist_calls(prof: Profile) -> dict[str, tuple[str, dict[str, Any]]]:
     """The MNIST setting's three families: softlib's CNN, WRN (profile depth/width) and MLP."""
+    return {"CNN": ("cnn", {}), "WRN": ("wrn", {"depth": prof.wrn_depth, "width": prof.wrn_width}), "MLP": ("mlp", {})}
+
+
+def mnist_models(profile: Profile | str, seed: int = 0) -> dict[str, nn.Module]:
+    """The MNIST setting's three families, trained with ``seed`` (or read from the cache)."""
     from softlib import zoo
 
     prof = get_profile(profile) if isinstance(profile, str) else profile
-    return {
-        "CNN": zoo.get_model("cnn", "mnist", prof, seed),
-        "WRN": zoo.get_model("wrn", "mnist", prof, seed, depth=prof.wrn_depth, width=prof.wrn_width),
-        "MLP": zoo.get_model("mlp", "mnist", prof, seed),
-    }
+    return {name: zoo.get_model(arch, "mnist", prof, seed, **kw) for name, (arch, kw) in _mnist_calls(prof).items()}
+
+
+def models_key(setting: str, profile: Profile | str, seed: int = 0) -> str:
+    """One key for the networks a run of this chapter uses (nothing is trained): what its seed replicates are
+    recorded for (:func:`softlib.tooling.record.pooled_claims`). MNIST: the three models' cache keys; ImageNet:
+    the pretrained weights, the same for every seed."""
+    from softlib import zoo
+    from softlib.cache import spec_key
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    setting = resolve_setting(setting)
+    if setting == "imagenet":
+        return spec_key({"kind": "ch04-models", "setting": "imagenet", "weights": "torchvision pretrained"})
+    keys = {name: zoo.model_key(arch, "mnist", prof, seed, **kw) for name, (arch, kw) in _mnist_calls(prof).items()}
+    return spec_key({"kind": "ch04-models", "setting": setting, **keys})
 
 
 def select_correct(
