@@ -17,7 +17,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 .PHONY: help env data book notebook test test-fast lab bench sync clean distclean verify-repro fuzz prebuild wheelhouse test-kit
 help:
 	@echo "make book [PROFILE=quick|paper|smoke]  build the whole book (env, data, models, notebooks, HTML)"
-	@echo "          [SEEDS=1]                    training seeds behind chapters 02, 03, 06 (default: the profile's cnn_seeds)"
+	@echo "          [SEEDS=1]                    training seeds behind chapters 02, 03, 04, 06 (default: the profile's cnn_seeds)"
 	@echo "          [FRESH_SEEDS=1]              train those seeds here even where results/<profile>/seeds/ records them"
 	@echo "          [JOBS=2]                     chapters run at a time, each on its share of the cores (1: one by one)"
 	@echo "make test                              run the test suite (all of it: notebooks, book, browser)"

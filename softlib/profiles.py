@@ -60,7 +60,7 @@ class Profile:
     cnn_cosine: bool = False  # cosine learning-rate decay for the CNN (a quick-profile choice)
     n_boot: int = 1000  # bootstrap resamples behind every interval a verdict uses
     seeds: int = 1  # training seeds chapter 05 repeats where it reports a spread over seeds
-    # custom-CNN training seeds behind chapters 02, 03 and 06's verdicts (the runner runs seeds 1.. as replicates)
+    # training seeds behind chapters 02, 03, 04 and 06's verdicts (the runner runs seeds 1.. as replicates)
     cnn_seeds: int = 1
 
     def as_dict(self) -> dict[str, Any]:

@@ -568,7 +568,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", type=Path, default=None, help="default: book/chapters in the repository")
     r.add_argument("--only", nargs="*", default=None, help="chapter numbers or names (default: all)")
     r.add_argument("--seeds", type=int, default=None,
-                   help="training seeds behind chapters 02, 03 and 06's verdicts (default: the profile's cnn_seeds; "
+                   help="training seeds behind chapters 02, 03, 04 and 06's verdicts (default: the profile's cnn_seeds; "
                         "1 skips the seed replicates)")
     r.add_argument("--fresh-seeds", action="store_true",
                    help="run every seed replicate here, even one recorded for the same recipe in results/<profile>/seeds/")
