@@ -405,7 +405,10 @@ def _run_parallel(queue: list[tuple[str, Path, Path, dict[str, Any]]], jobs: int
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool, \
             tqdm(total=len(queue), desc=f"[{profile}] notebooks", unit="nb", mininterval=2, leave=True) as bar:
         while pending or running:
-            for label in (schedule.ready(pending, done, deps, priority) if failure is None else [])[: jobs - len(running)]:
+            free = schedule.ready(pending, done, deps, priority) if failure is None else []
+            if pending and not free and not running:  # cannot happen with schedule.dependencies; never spin
+                raise SoftlibError(f"jobs {pending} wait on jobs that never run")
+            for label in free[: jobs - len(running)]:
                 pending.remove(label)
                 _, path, target, params = by_label[label]
                 now = time.perf_counter()
@@ -435,8 +438,9 @@ def _run_parallel(queue: list[tuple[str, Path, Path, dict[str, Any]]], jobs: int
             if failure is not None and pending:
                 _say(f"[{profile}] not started after the failure: {', '.join(pending)}", log)
                 pending.clear()
-            bar.set_postfix_str(" | ".join(f"{lab.split('_')[0]}: {_last_line(lg)}" for lab, _, lg in running.values()),
-                                refresh=False)
+            # "04 (seed 3): <its last progress line>" per running job
+            bar.set_postfix_str(" | ".join(f"{lab[:2]}{lab[lab.find(' ('):] if ' (' in lab else ''}: {_last_line(lg)}"
+                                           for lab, _, lg in running.values()), refresh=False)
     return timings, failure
 
 
