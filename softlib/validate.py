@@ -197,7 +197,7 @@ FEATURE_MAX = 1e150
 
 
 def check_finite_scale(what: str, arr: np.ndarray) -> np.ndarray:
-    """Refuse complex, zero-width and overflowing (|x| > :data:`FEATURE_MAX`) arrays."""
+    """Refuse complex, zero-width and overflowing (``|x| >`` :data:`FEATURE_MAX`) arrays."""
     if np.iscomplexobj(arr):
         raise SoftlibError(f"{what} must be real-valued, got complex dtype {arr.dtype}")
     # compared as a Python float: numpy would cast FEATURE_MAX to a float32 array's dtype (an overflow warning)

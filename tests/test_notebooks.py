@@ -164,6 +164,8 @@ def built_book(prebuilt_book) -> Path:
     r = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), "--quiet"],
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # docutils errors (an RST substitution read into a docstring's |x|) leave the build green but the page wrong
+    assert "ERROR:" not in r.stdout + r.stderr, [ln for ln in (r.stdout + r.stderr).splitlines() if "ERROR:" in ln]
     html = book / "_build" / "html"
     assert (html / "index.html").exists()
     return book

@@ -8,7 +8,7 @@ The tests read the chapter's *results* mapping:
 - ``"separation"``: ``{set: {"y": 0/1 labels, "logits": scores, "softmax": scores}}``, the
   out-of-fold scores of a logistic regression on (min, max) telling the legitimate set from
   that set (:func:`softlib.stats.separability_scores`);
-- ``"softmax_mean_dev"``: the largest |average softmax - 1/C| over all examples;
+- ``"softmax_mean_dev"``: the largest ``|average softmax - 1/C|`` over all examples;
 - ``"n_boot"``, ``"seed"``, ``"stand_in"``.
 """
 
