@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from softlib.tooling.record import git_commit
 from softlib.tooling.repro import compare, main
 from softlib.validate import SoftlibError
 
@@ -66,7 +67,16 @@ def test_against_recorded_compares_a_fresh_run_with_the_record(tmp_path, monkeyp
     assert d["verdict_flips"] == ["03.x"] and d["threads"] == ["2", 1]
     assert d["against_recorded"]["commits"] == ["abc1234"] and "recorded run" in d["description"]
     marks, line = claimspage._repro(results)
-    assert marks["03.x"].startswith("**flips**") and line.startswith("Reproducibility (`make verify-repro RECORDED=1`): a fresh build")
+    assert marks["03.x"].startswith("**flips**")
+    # compared only: the page names the command that compared, and the commit is the build's, not this checkout's
+    assert line.startswith("Reproducibility (`python -m softlib.tooling.repro --against-recorded --compare-only`): "
+                           "a fresh build (commit `")
+    assert d["compare_only"] and d["commit"] == git_commit()  # the fresh records name no commit: this checkout's
+    fresh = tmp_path / "work" / "threads-1" / "results" / "quick" / "03_detectors.json"
+    fresh.write_text(json.dumps({**json.loads(fresh.read_text()), "commit": "f00d123"}))
+    main(["--only", "03", "--threads", "1", "2", "--work", str(tmp_path / "work"), "--against-recorded", "--compare-only"])
+    d = json.loads((results / "repro-quick.json").read_text())
+    assert d["commit"] == "f00d123" and "commit `f00d123`" in d["description"]
     with pytest.raises(SoftlibError, match="nothing recorded"):
         main(["--only", "02", "--work", str(tmp_path / "work"), "--against-recorded", "--compare-only"])
 

@@ -76,7 +76,9 @@ def _repro(results: Path) -> tuple[dict[str, str], str]:
             out[r["claim"]] = f"**flips**: {r.get('verdict A')} / {r.get('verdict B')}"
     a, b = d.get("threads", ["?", "?"])
     flips = d.get("verdict_flips", [])
-    cmd = "make verify-repro RECORDED=1" + (" CLONE=1" if d.get("as_make_book") else "")
+    cmd = ("python -m softlib.tooling.repro --against-recorded" + (" --as-make-book" if d.get("as_make_book") else "")
+           + " --compare-only" if d.get("compare_only") else
+           "make verify-repro RECORDED=1" + (" CLONE=1" if d.get("as_make_book") else ""))
     how = (f"Reproducibility (`{cmd}`): {d['description']}" if d.get("description") else
            f"Reproducibility (`make verify-repro`, commit `{d.get('commit', '?')}`): chapters "
            f"{', '.join(d.get('chapters', []))} run twice from empty caches with {a} and {b} BLAS threads")

@@ -151,6 +151,20 @@ def _recorded_runs(results: Path, profile: str, chapters: list[str]) -> dict[str
     return {"commits": commits, "threads": " / ".join(sorted(threads)), "files": len(files)}
 
 
+def _built_commits(results: Path, profile: str, chapters: list[str]) -> list[str]:
+    """The commits named by the seed-0 records of the build in ``results`` (``--compare-only`` compares a build
+    made before, maybe at another commit than this checkout's)."""
+    out: list[str] = []
+    for f in sorted((results / profile).glob("[0-9][0-9]_*.json")):
+        try:
+            c = json.loads(f.read_text()).get("commit") if f.name[:2] in chapters else None
+        except (OSError, ValueError, AttributeError):
+            c = None
+        if c and c not in out:
+            out.append(c)
+    return out
+
+
 def _run(profile: str, only: list[str], threads: int, root: Path, recorded_seeds: Path | None = None) -> float:
     """Run the chapters under ``threads`` BLAS threads with an empty cache; return the wall time.
 
@@ -225,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     flips = table.loc[~table["same verdict"], "claim"].unique().tolist()
     contradictions = contradicting(table)
     outside = table[(table["A in B's interval"] == False) | (table["B in A's interval"] == False)]  # noqa: E712
-    summary = {"profile": args.profile, "chapters": args.only, "threads": args.threads, "commit": git_commit(),
+    built = (_built_commits(args.work / f"threads-{args.threads[0]}" / "results", args.profile, chapters)
+             if args.compare_only and args.against_recorded else [])
+    summary = {"profile": args.profile, "chapters": args.only, "threads": args.threads,
+               "commit": ", ".join(built) or git_commit(), "compare_only": bool(args.compare_only),
                "cnn_seeds": PROFILES[args.profile].cnn_seeds,
                "wall_s": walls, "claims": int(table["claim"].nunique()), "verdict_flips": flips,
                "contradictions": contradictions, "device": device_label(),
