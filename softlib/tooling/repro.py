@@ -12,6 +12,7 @@ writes it to ``results/repro-<profile>.json`` and exits 1 when a verdict differs
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -135,11 +136,13 @@ def simulate_seeds(inputs: dict[str, list[list[dict[str, Any]]]], n_seeds: int, 
     return out
 
 
-def _recorded_runs(results: Path, profile: str, chapters: list[str]) -> dict[str, Any]:
-    """The commits and thread count of the committed records of ``chapters`` (seed 0 and replicates)."""
+def _recorded_runs(results: Path, profile: str, chapters: list[str], replicates: bool = True) -> dict[str, Any]:
+    """The commits and thread count of the committed records of ``chapters`` (seed 0, and the replicates unless
+    ``replicates`` is False: a fresh build's replicates are the record's, copied)."""
     commits, threads = [], set()
     files = [f for f in sorted((results / profile).glob("[0-9][0-9]_*.json")) if f.name[:2] in chapters]
-    files += [f for f in sorted((results / profile / "seeds").glob("[0-9][0-9]_*.json")) if f.name[:2] in chapters]
+    if replicates:
+        files += [f for f in sorted((results / profile / "seeds").glob("[0-9][0-9]_*.json")) if f.name[:2] in chapters]
     if not files:
         raise SoftlibError(f"--against-recorded: nothing recorded for chapters {chapters} under {results / profile}")
     for f in files:
@@ -151,31 +154,18 @@ def _recorded_runs(results: Path, profile: str, chapters: list[str]) -> dict[str
     return {"commits": commits, "threads": " / ".join(sorted(threads)), "files": len(files)}
 
 
-def _built_commits(results: Path, profile: str, chapters: list[str]) -> list[str]:
-    """The commits named by the seed-0 records of the build in ``results`` (``--compare-only`` compares a build
-    made before, maybe at another commit than this checkout's)."""
-    out: list[str] = []
-    for f in sorted((results / profile).glob("[0-9][0-9]_*.json")):
-        try:
-            c = json.loads(f.read_text()).get("commit") if f.name[:2] in chapters else None
-        except (OSError, ValueError, AttributeError):
-            c = None
-        if c and c not in out:
-            out.append(c)
-    return out
-
-
 def _run(profile: str, only: list[str], threads: int, root: Path, recorded_seeds: Path | None = None) -> float:
     """Run the chapters under ``threads`` BLAS threads with an empty cache; return the wall time.
 
     ``recorded_seeds``: a ``results/<profile>/seeds`` folder whose replicates are pooled as recorded (what
     ``make book`` does on a fresh clone: only seed 0 is trained here); None trains every seed here.
     """
+    from softlib.tooling.notebooks import THREAD_VARS
+
     root = root.absolute()  # the kernels run in notebooks/: relative paths would land there
     for sub in ("cache", "results", "notebooks"):  # a previous check's models would make this one no check at all
         shutil.rmtree(root / sub, ignore_errors=True)
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "OPENBLAS_NUM_THREADS": str(threads), "SOFTLIB_CACHE": str(root / "cache"),
+    env = {**os.environ, **{v: str(threads) for v in THREAD_VARS}, "SOFTLIB_CACHE": str(root / "cache"),
            "SOFTLIB_RESULTS": str(root / "results")}
     if recorded_seeds is not None:
         dest = root / "results" / profile / "seeds"
@@ -239,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     flips = table.loc[~table["same verdict"], "claim"].unique().tolist()
     contradictions = contradicting(table)
     outside = table[(table["A in B's interval"] == False) | (table["B in A's interval"] == False)]  # noqa: E712
-    built = (_built_commits(args.work / f"threads-{args.threads[0]}" / "results", args.profile, chapters)
-             if args.compare_only and args.against_recorded else [])
+    built: list[str] = []
+    if args.compare_only and args.against_recorded:  # the compared build's commit, not this checkout's
+        with contextlib.suppress(SoftlibError):  # no seed-0 record there: the compare above says what is missing
+            built = _recorded_runs(args.work / f"threads-{args.threads[0]}" / "results", args.profile, chapters,
+                                   replicates=False)["commits"]
     summary = {"profile": args.profile, "chapters": args.only, "threads": args.threads,
                "commit": ", ".join(built) or git_commit(), "compare_only": bool(args.compare_only),
                "cnn_seeds": PROFILES[args.profile].cnn_seeds,

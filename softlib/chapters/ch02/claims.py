@@ -97,8 +97,8 @@ def _auroc(y: np.ndarray, s: np.ndarray) -> float:
     """AUROC in percent of label 1 against label 0 (roc_auc_score's value; fast inside the bootstrap)."""
     from softlib.metrics import auroc_rows
 
-    pos = np.asarray(y) == 1
-    return float(auroc_rows(np.asarray(s, np.float64)[pos][None], np.asarray(s, np.float64)[~pos][None])[0])
+    pos, s = np.asarray(y) == 1, np.asarray(s, np.float64)
+    return float(auroc_rows(s[pos][None], s[~pos][None])[0])
 
 
 def minmax_separates_on_logits(r: Mapping[str, Any]) -> Outcome:
